@@ -1,0 +1,96 @@
+"""Every patch this plugin needs to run RecBole 1.2.1 on today's stack, in one place.
+
+Dependency breakages that a version pin avoids are pinned in ``setup.cfg`` (numpy<2,
+scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives here.
+
+* torch >= 2.6 defaults ``torch.load(weights_only=True)``, whose unpickler rejects the
+  checkpoints RecBole itself writes (pickled ``Config`` inside, protocol 4), so every
+  ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` fails with
+  "Unsupported operand 149". Upstream: RecBole issues #2162 / #2212, PR #2219 (unmerged
+  as of 1.2.1). Fix: :class:`CheckpointCompatMixin` loads the trainer's *own*
+  checkpoint file with ``weights_only=False`` and hands RecBole an already-loaded model.
+  The relaxed loader is never used on a file this program did not write, and never
+  switched on process-wide.
+"""
+
+import os
+
+import torch
+
+
+def load_own_checkpoint(path, device):
+    """Load a RecBole checkpoint that this program wrote itself.
+
+    Args:
+        path (str): checkpoint file written by a RecBole trainer's ``_save_checkpoint``.
+        device (torch.device): where tensors are mapped.
+
+    Returns:
+        dict: RecBole's checkpoint dict (``state_dict``, ``other_parameter``, ...).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist: train the model first or pass an existing file"
+        )
+    # RecBole pickles its Config into the checkpoint: weights_only cannot read it.
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+class CheckpointCompatMixin:
+    """Put in front of any RecBole trainer class to make its checkpoint loading work on torch >= 2.6.
+
+    Upstream issue: RecBole #2162 (torch.load weights_only default). See the module docstring.
+    """
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = load_own_checkpoint(checkpoint_file, self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(
+            eval_data, load_best_model=False, model_file=None, show_progress=show_progress
+        )
+
+    def resume_checkpoint(self, resume_file):
+        # Same state as RecBole's resume_checkpoint restores; only the loading differs.
+        resume_file = str(resume_file)
+        checkpoint = load_own_checkpoint(resume_file, self.device)
+        self.saved_model_file = resume_file
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            self.logger.warning(
+                f"checkpoint {resume_file} was written by model {checkpoint['config']['model']}, "
+                f"not {self.config['model']}: loading its parameters may fail"
+            )
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        return checkpoint
+
+
+_COMPAT_CLASSES = {}
+
+
+def with_compat(trainer_class):
+    """Return ``trainer_class`` with :class:`CheckpointCompatMixin` in front (cached).
+
+    Args:
+        trainer_class (type): any RecBole trainer class.
+
+    Returns:
+        type: a subclass with the same name, suitable wherever RecBole expects the original.
+    """
+    if issubclass(trainer_class, CheckpointCompatMixin):
+        return trainer_class
+    if trainer_class not in _COMPAT_CLASSES:
+        _COMPAT_CLASSES[trainer_class] = type(
+            trainer_class.__name__,
+            (CheckpointCompatMixin, trainer_class),
+            {"__module__": trainer_class.__module__, "__doc__": trainer_class.__doc__},
+        )
+    return _COMPAT_CLASSES[trainer_class]

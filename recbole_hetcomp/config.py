@@ -1,0 +1,141 @@
+"""RecBole's Config, taught to find this plugin's models and property files.
+
+Layers, lowest priority first (RecBole's order, with ours interleaved):
+RecBole ``overall.yaml`` < our ``properties/overall.yaml`` < RecBole's model YAML <
+our ``properties/model/<Model>.yaml`` < dataset YAMLs (RecBole's, then ours) <
+``--config_files`` < ``config_dict`` < ``--key=value`` on the command line.
+Our overall file only changes RecBole defaults that no RecBole model or dataset file sets
+(e.g. CPU-friendly evaluation batches), so a model's own defaults still win over it.
+"""
+
+import difflib
+import os
+import sys
+
+import recbole
+import yaml
+from recbole.config import Config as RecBoleConfig
+
+from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.utils import get_model
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+RECBOLE_PROPERTIES_DIR = os.path.join(os.path.dirname(recbole.__file__), "properties")
+
+# Keys RecBole reads that no property file defines (its distributed launcher's).
+_LAUNCHER_KEYS = {"model", "dataset", "config_files", "nproc", "ip", "port", "world_size", "offset", "group_offset", "local_rank"}
+
+
+class Config(RecBoleConfig):
+    """RecBole's :class:`recbole.config.Config` with plugin model lookup and plugin YAML defaults.
+
+    Args:
+        model (str or type, optional): model name (plugin first, then RecBole) or class.
+        dataset (str, optional): dataset name.
+        config_file_list (list of str, optional): YAML files, later ones win.
+        config_dict (dict, optional): overrides above the files.
+
+    Raises:
+        ConfigError: unknown model, missing or malformed YAML, missing dataset name.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        self.unknown_key_warnings = []
+        super().__init__(model, dataset, config_file_list, config_dict)
+        self._check_command_line_keys()
+
+    # --- external input -------------------------------------------------------------
+    def _read_yaml(self, path, what):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{what} {path} does not exist: check the path (given to --config_files?)")
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                content = yaml.load(f.read(), Loader=self.yaml_loader)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"{what} {path} is not valid YAML{where}: {problem}; write one `key: value` per line"
+            ) from None
+        if content is None:
+            return {}
+        if not isinstance(content, dict):
+            raise ConfigError(f"{what} {path} must hold `key: value` lines, found a {type(content).__name__}")
+        return content
+
+    def _load_config_files(self, file_list):
+        file_config_dict = dict()
+        if isinstance(file_list, str):
+            file_list = file_list.split()
+        for file in file_list or []:
+            file_config_dict.update(self._read_yaml(file, "config file"))
+        return file_config_dict
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise ConfigError("no model given: pass --model=NAME (e.g. --model=BPR)")
+        if isinstance(model, str):
+            model_class = get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise ConfigError("no dataset given: pass --dataset=NAME (e.g. --dataset=ml-100k)")
+        return model, model_class, dataset
+
+    # --- internal defaults ----------------------------------------------------------
+    def _update_internal_config_dict(self, file):
+        config_dict = self._read_yaml(file, "property file")
+        self.internal_config_dict.update(config_dict)
+        return config_dict
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        protected = set()
+        for path in (
+            os.path.join(RECBOLE_PROPERTIES_DIR, "model", model + ".yaml"),
+            os.path.join(RECBOLE_PROPERTIES_DIR, "dataset", dataset + ".yaml"),
+        ):
+            if os.path.isfile(path):
+                protected |= set(self._read_yaml(path, "property file"))
+        ours = self._read_yaml(os.path.join(PROPERTIES_DIR, "overall.yaml"), "property file")
+        self.internal_config_dict.update({k: v for k, v in ours.items() if k not in protected})
+        model_file = os.path.join(PROPERTIES_DIR, "model", model + ".yaml")
+        if os.path.isfile(model_file):
+            self._update_internal_config_dict(model_file)
+        dataset_file = os.path.join(PROPERTIES_DIR, "dataset", dataset + ".yaml")
+        if os.path.isfile(dataset_file):
+            keys = self._update_internal_config_dict(dataset_file)
+            self.parameters["Dataset"] += [k for k in keys if k not in self.parameters["Dataset"]]
+
+    def compatibility_settings(self):
+        # RecBole sets numpy aliases removed in numpy 2 (np.float_ etc.); setup.cfg pins
+        # numpy<2, and this guard turns a wrong install into a clear message.
+        import numpy as np
+
+        if int(np.__version__.split(".")[0]) >= 2:
+            raise ConfigError(
+                f"numpy {np.__version__} is installed but RecBole 1.2.1 needs numpy<2: pip install 'numpy<2'"
+            )
+        super().compatibility_settings()
+
+    # --- checks -------------------------------------------------------------------
+    def _check_command_line_keys(self):
+        known = set(self.internal_config_dict) | set(self.file_config_dict) | _LAUNCHER_KEYS
+        for category in self.parameters.values():
+            known |= set(category)
+        for key in self.cmd_config_dict:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean --{close[0]}?" if close else "check the spelling"
+            self.unknown_key_warnings.append(
+                f"--{key} is not defined by any property file ({hint}); it is passed on unchecked"
+            )
+        for message in self.unknown_key_warnings:
+            # The logger is not set up yet (it needs this config); stderr is always seen.
+            print(f"WARNING: {message}", file=sys.stderr)
