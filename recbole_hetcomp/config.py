@@ -34,15 +34,22 @@ class Config(RecBoleConfig):
         dataset (str, optional): dataset name.
         config_file_list (list of str, optional): YAML files, later ones win.
         config_dict (dict, optional): overrides above the files.
+        read_command_line (bool): read ``--key=value`` from ``sys.argv`` (RecBole's behaviour).
 
     Raises:
         ConfigError: unknown model, missing or malformed YAML, missing dataset name.
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, read_command_line=True):
         self.unknown_key_warnings = []
+        # Teachers trained inside a student's run must not pick up the student's
+        # --model/--epochs from sys.argv (RecBole's Config always reads it).
+        self.read_command_line = read_command_line
         super().__init__(model, dataset, config_file_list, config_dict)
         self._check_command_line_keys()
+
+    def _load_cmd_line(self):
+        return super()._load_cmd_line() if self.read_command_line else {}
 
     # --- external input -------------------------------------------------------------
     def _read_yaml(self, path, what):

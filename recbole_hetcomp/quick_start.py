@@ -17,6 +17,16 @@ from recbole.utils import get_flops, init_logger, init_seed, set_color
 
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.trainer.trajectory import recording_trainer
+from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder
+from recbole_hetcomp.trajectory.teachers import parse_teachers
+from recbole_hetcomp.trajectory.store import (
+    Trajectory,
+    dataset_fingerprint,
+    load_trajectory,
+    save_trajectory,
+    trajectory_path,
+)
 from recbole_hetcomp.utils import get_model, get_trainer
 
 # Settings copied into result files so a row can be traced to its run.
@@ -65,6 +75,10 @@ def write_json_atomic(path, payload):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2, sort_keys=False, default=str)
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -80,8 +94,94 @@ def _plain(result):
     return {k: float(v) for k, v in (result or {}).items()}
 
 
-def run_recbole_hetcomp(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+# Keys that describe how the *student* (or whatever model the command line names) trains;
+# teachers trained inside its run do not inherit them.
+_MODEL_LEVEL_KEYS = {
+    "model", "epochs", "learning_rate", "train_batch_size", "embedding_size", "weight_decay",
+    "learner", "stopping_step", "eval_step", "train_neg_sample_args", "result_file",
+    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight", "checkpoint_dir",
+}
+
+
+def teacher_config_dict(config, overrides, name):
+    """Config for a teacher trained inside another model's run: the run's dataset,
+    protocol and trajectory settings, the teacher's own model defaults, then
+    ``teacher_defaults`` and the teacher's overrides."""
+    inherited = {k: v for k, v in config.external_config_dict.items() if k not in _MODEL_LEVEL_KEYS}
+    inherited.update(config["teacher_defaults"] or {})
+    inherited.update(overrides)
+    inherited.update(record_trajectory=True, trajectory_name=name, result_file=None)
+    return inherited
+
+
+def ensure_teacher_trajectories(config, train_dataset):
+    """Reuse each configured teacher's trajectory file when it fits this split, else train it.
+
+    Args:
+        config (Config): the run's config (``teachers``, ``trajectory_dir``, ...).
+        train_dataset (Dataset): this run's training split, to fingerprint.
+
+    Returns:
+        list of Trajectory: one per teacher, in config order.
+    """
+    logger = getLogger()
+    teachers = parse_teachers(config["teachers"])
+    fingerprint = dataset_fingerprint(config, train_dataset)
+    trajectories = []
+    for i, (name, model, overrides) in enumerate(teachers, start=1):
+        path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
+        if os.path.isfile(path):
+            trajectory = load_trajectory(path, fingerprint)
+            recorded = trajectory.meta.get("teacher_config", {})
+            if recorded.get("model") != model:
+                raise ConfigError(
+                    f"{path} holds teacher model {recorded.get('model')}, but teacher '{name}' is {model}: "
+                    f"delete the file or give the teacher another name"
+                )
+            logger.info(set_color(f"teacher {i}/{len(teachers)}: {name}", "green") + f" reused from {path}")
+        else:
+            logger.info(set_color(f"teacher {i}/{len(teachers)}: {name}", "green") + " training and recording")
+            run_recbole_hetcomp(
+                model=model,
+                dataset=config["dataset"],
+                config_dict=teacher_config_dict(config, overrides, name),
+                read_command_line=False,
+            )
+            trajectory = load_trajectory(path, fingerprint)
+        trajectories.append(trajectory)
+    return trajectories
+
+
+def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time):
+    return {
+        "teacher_config": {
+            "model": config["model"],
+            **{k: config[k] for k in ("embedding_size", "epochs", "train_batch_size", "learning_rate", "seed") if k in config},
+            "model_properties": {k: config[k] for k in sorted(config.internal_config_dict) if k not in ("MODEL_TYPE",) and k in config and not isinstance(config[k], type)},
+        },
+        "fingerprint": dataset_fingerprint(config, train_dataset),
+        "checkpoint_epochs": [e for e, _ in kept],
+        "checkpoint_valid_scores": [s for _, s in kept],
+        "checkpoint_rule": config["trajectory_checkpoint_rule"],
+        "valid_metric": config["valid_metric"],
+        "all_validations": recorder.evaluations,
+        "valid_result": _plain(best_valid_result),
+        "test_result": _plain(test_result),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_time_s": round(train_time, 3),
+        "recording_time_s": round(recorder.recording_time, 3),
+    }
+
+
+def run_recbole_hetcomp(
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, read_command_line=True
+):
     """Train and evaluate one model the RecBole way, with the plugin's lookup and defaults.
+
+    With ``record_trajectory: True`` the model is trained as a teacher and its trajectory
+    is written to ``<trajectory_dir>/<dataset>/<trajectory_name or model>.safetensors``.
+    Models that learn from teachers (``uses_teachers = True``: the rank ensemble, HetComp)
+    first reuse or train every teacher in ``teachers``.
 
     Args:
         model (str, optional): model name (plugin first, then RecBole). Default: from the config.
@@ -89,13 +189,20 @@ def run_recbole_hetcomp(model=None, dataset=None, config_file_list=None, config_
         config_file_list (list of str, optional): YAML property files.
         config_dict (dict, optional): overrides above the files.
         saved (bool): keep the best checkpoint and reload it for the test.
+        read_command_line (bool): also read ``--key=value`` from ``sys.argv``.
 
     Returns:
         dict: ``model``, ``dataset``, ``best_valid_score``, ``valid_result``, ``test_result``,
-        ``wall_time_s`` and the config essentials (the same content as ``result_file``).
+        ``parameters``, ``wall_time_s`` and the config essentials (as written to ``result_file``).
     """
     start = time()
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    config = Config(
+        model=model,
+        dataset=dataset,
+        config_file_list=config_file_list,
+        config_dict=config_dict,
+        read_command_line=read_command_line,
+    )
     check_result_file(config["result_file"])
     check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
@@ -109,19 +216,58 @@ def run_recbole_hetcomp(model=None, dataset=None, config_file_list=None, config_
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_dataset = train_data._dataset
+
+    model_class = get_model(config["model"])
+    if getattr(model_class, "uses_teachers", False):
+        ensure_teacher_trajectories(config, train_dataset)
+        logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = model_class(config, train_dataset).to(config["device"])
     logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    recorder = None
+    if config["record_trajectory"]:
+        trainer_class = recording_trainer(trainer_class)
+    trainer = trainer_class(config, model)
+    if config["record_trajectory"]:
+        recorder = TrajectoryRecorder(
+            train_dataset,
+            top_n=config["trajectory_topn"],
+            n_observed=config["trajectory_observed"],
+            batch_scores=config["eval_batch_size"],
+            keep=config["trajectory_keep"],
+        )
+        trainer.recorder = recorder
 
+    fit_start = time()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    train_time = time() - fit_start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+
+    if recorder is not None:
+        topn, observed, kept = recorder.checkpoints(
+            config["trajectory_checkpoints"],
+            config["trajectory_checkpoint_rule"],
+            config["trajectory_checkpoint_epochs"],
+            config["valid_metric_bigger"],
+        )
+        name = config["trajectory_name"] or config["model"]
+        path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
+        meta = _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time)
+        save_trajectory(path, Trajectory(teacher=name, topn=topn, observed=observed, meta=meta))
+        logger.info(
+            set_color("trajectory", "green")
+            + f" of {name}: {len(kept)} checkpoints at epochs {[e for e, _ in kept]} -> {path}"
+            + f" (recording took {recorder.recording_time:.2f}s of {train_time:.2f}s training)"
+        )
+
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -130,9 +276,12 @@ def run_recbole_hetcomp(model=None, dataset=None, config_file_list=None, config_
         "valid_result": _plain(best_valid_result),
         "test_result": _plain(test_result),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "train_time_s": round(train_time, 3),
         "wall_time_s": round(time() - start, 3),
         "config": config_essentials(config),
     }
+    if recorder is not None:
+        result["recording_time_s"] = round(recorder.recording_time, 3)
     if config["result_file"]:
         write_json_atomic(config["result_file"], result)
         logger.info(f"results written to {config['result_file']}")

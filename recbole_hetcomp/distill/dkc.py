@@ -58,7 +58,7 @@ def discrepancy(
     """
     lead = torch.broadcast_shapes(student_topk.shape[:-1], teacher_topk.shape[:-1])
     depth, t_len = student_topk.shape[-1], teacher_topk.shape[-1]
-    student = student_topk.long().expand(*lead, depth).reshape(-1, depth)
+    student = student_topk.long().expand(*lead, depth).reshape(-1, depth).contiguous()
     teacher = teacher_topk.long().expand(*lead, t_len).reshape(-1, t_len)
     # Membership via sort + binary search keeps memory at O(rows * D).
     teacher_sorted = teacher.sort(dim=1).values
@@ -220,8 +220,9 @@ def _lists_at(
         ``[M, C, length or N]`` (same dtype as ``trajectories``).
     """
     teachers = torch.arange(trajectories.shape[0], device=trajectories.device)[:, None]
-    lists = trajectories[teachers, checkpoint, users[None, :]]
-    return lists if length is None else lists[..., :length]
+    if length is not None:
+        trajectories = trajectories[..., :length]  # a view: copy only what is used
+    return trajectories[teachers, checkpoint, users[None, :]]
 
 
 def _check_shapes(state: CurriculumState, trajectories: torch.Tensor) -> None:

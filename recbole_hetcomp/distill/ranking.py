@@ -58,35 +58,57 @@ def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
 
     ``torch.topk`` does not specify which of several equal values it returns,
     and rank-ensemble scores tie often (two teachers' first items score the
-    same), so the selection is made explicit: everything strictly above the
-    k-th largest value, then the lowest-index entries equal to it, then a
-    stable sort of the k winners (kept in index order) by value.
+    same), so ties are resolved explicitly. Most rows need only ``topk`` plus
+    a reorder of the k winners; rows where the k-th value is shared with
+    entries left out are redone by :func:`_boundary_tie_topk`.
 
     Args:
         scores: float ``[B, n]``, no NaN (``-inf`` is fine and sorts last).
         k: number of entries to return; clipped to ``n``.
 
     Returns:
-        ``(values, indices)``, each ``[B, min(k, n)]``, values descending.
+        ``(values, indices)``, each ``[B, min(k, n)]``, values descending,
+        equal values in increasing index order.
     """
     n_rows, n_cols = scores.shape
     k = min(k, n_cols)
     if k == 0 or n_rows == 0:
         empty = scores.new_empty((n_rows, k))
         return empty, empty.long()
-    kth = scores.topk(k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+    if torch.isnan(scores).any():
+        raise ValueError("stable_topk: scores must not contain NaN")
+    cols = scores.topk(k, dim=1, sorted=False).indices
+    values = scores.gather(1, cols)
+    kth = values.min(dim=1, keepdim=True).values
+    # Rows where an entry equal to the k-th value was left out: which of the
+    # tied entries made the cut is up to topk, so choose them again.
+    outside_ties = (scores >= kth).sum(dim=1) > k
+    if bool(outside_ties.any()):
+        rows = outside_ties.nonzero().squeeze(1)
+        cols[rows] = _boundary_tie_topk(scores[rows], kth[rows], k)
+    cols = cols.sort(dim=1).values
+    values = scores.gather(1, cols)
+    values, order = values.sort(dim=1, descending=True, stable=True)
+    return values, cols.gather(1, order)
+
+
+def _boundary_tie_topk(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """Column ids of each row's top-k, lowest indices first among k-th-value ties.
+
+    Args:
+        scores: float ``[R, n]``.
+        kth: float ``[R, 1]``, each row's k-th largest value.
+        k: number of columns to keep.
+
+    Returns:
+        LongTensor ``[R, k]`` in increasing column order (unsorted by value).
+    """
     above = scores > kth
     tied = scores == kth
     free_slots = k - above.sum(dim=1, keepdim=True)
     keep = above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= free_slots))
     # nonzero walks row-major, so each row's k winners come out in index order.
-    cols = keep.nonzero()[:, 1]
-    if cols.numel() != n_rows * k:
-        raise ValueError("stable_topk: scores must not contain NaN")
-    cols = cols.view(n_rows, k)
-    values = scores.gather(1, cols)
-    values, order = values.sort(dim=1, descending=True, stable=True)
-    return values, cols.gather(1, order)
+    return keep.nonzero()[:, 1].view(scores.shape[0], k)
 
 
 def _mask_invalid(scores: torch.Tensor, exclude_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -168,6 +190,40 @@ def rank_ensemble_scores(
     return out
 
 
+def _listed_item_scores(
+    lists: torch.Tensor, temperature: float, weights: Weights
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-ensemble scores of the distinct listed items only.
+
+    Same sums as :func:`rank_ensemble_scores`, but over the ``M * N`` list
+    entries of each user instead of the whole catalogue, which keeps the
+    top-k that follows small.
+
+    Returns:
+        ``(candidates, scores)``, each ``[B, M * N]``: each user's list
+        entries sorted by id; ``scores`` holds the item's ensemble score at
+        the first entry of each distinct positive-scored id and ``-inf``
+        elsewhere (repeats, padding, zero-weight items).
+    """
+    n_lists, n_users, length = lists.shape
+    per_position = importance(torch.arange(length, device=lists.device), temperature)
+    w = _as_weights(weights, n_lists, per_position)
+    contrib = (w[:, None] * per_position[None, :])[:, None, :].expand(n_lists, n_users, length)
+    ids = lists.long().permute(1, 0, 2).reshape(n_users, n_lists * length)
+    contrib = contrib.permute(1, 0, 2).reshape(n_users, n_lists * length)
+    # A stable sort keeps each item's entries in teacher order, so the sums
+    # below add in the same order as the dense scatter.
+    candidates, order = ids.sort(dim=1, stable=True)
+    contrib = contrib.gather(1, order)
+    first = torch.ones_like(candidates, dtype=torch.bool)
+    first[:, 1:] = candidates[:, 1:] != candidates[:, :-1]
+    run = first.cumsum(dim=1) - 1
+    sums = torch.zeros_like(contrib).scatter_add_(1, run, contrib)
+    scores = sums.gather(1, run)
+    keep = first & (candidates != 0) & (scores > 0)
+    return candidates, scores.masked_fill(~keep, float("-inf"))
+
+
 def rank_ensemble_topk(
     lists: torch.Tensor,
     n_items: int,
@@ -184,7 +240,8 @@ def rank_ensemble_topk(
 
     Args:
         lists: integer ``[M, B, N]`` ranked lists (0-padded).
-        n_items: catalogue size.
+        n_items: catalogue size (ids must be below it; the computation only
+            touches the listed items, so it is not otherwise needed).
         k: target length.
         temperature: importance temperature.
         weights: optional per-teacher weights ``[M]``.
@@ -195,9 +252,12 @@ def rank_ensemble_topk(
         than k items are eligible the tail is padded with 0, so ``ids != 0``
         marks the valid entries.
     """
-    scores = rank_ensemble_scores(lists, n_items, temperature, weights)
-    masked = _mask_invalid(scores, exclude_mask)
-    masked.masked_fill_(masked <= 0, float("-inf"))
-    values, ids = stable_topk(masked, k)
-    ids = ids.masked_fill(values == float("-inf"), 0)
+    candidates, scores = _listed_item_scores(lists, temperature, weights)
+    if exclude_mask is not None:
+        excluded = exclude_mask.gather(1, candidates)
+        scores = scores.masked_fill(excluded, float("-inf"))
+    # Candidates are sorted by id, so stable_topk's index tie-break is the
+    # lower-id tie-break.
+    values, slots = stable_topk(scores, k)
+    ids = candidates.gather(1, slots).masked_fill(values == float("-inf"), 0)
     return _pad_columns(ids, k)

@@ -1,0 +1,179 @@
+r"""
+ItemAE
+################################################
+Reference:
+    Suvash Sedhain et al. "AutoRec: Autoencoders Meet Collaborative Filtering." in WWW 2015 (I-AutoRec).
+
+HetComp's item-based autoencoder teacher (Kang et al., WWW 2023); RecBole's autoencoders
+(MultiDAE, MultiVAE, RecVAE, ...) are all user-based.
+
+Each item is represented by its vector over users (1 where the user interacted with it in
+training, else 0). A one-hidden-layer autoencoder corrupts that vector with dropout and
+reconstructs it; the reconstruction of item i at user u is the score of (u, i). I-AutoRec
+fits explicit ratings with a squared error on observed entries only; with implicit
+feedback every entry is observed (0 or 1), so the loss covers all users of the item.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_normal_initialization
+from recbole.utils import InputType
+
+_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+
+
+class ItemAE(GeneralRecommender):
+    r"""ItemAE reconstructs every item's user vector through a one-layer autoencoder.
+
+    Note:
+
+        Training batches. RecBole's trainer iterates over training interactions; each batch
+        trains the model on the user vectors of the batch's distinct items, so an item
+        takes part in an epoch in proportion to (a concave function of) its popularity. No
+        negative sampling is needed (``train_neg_sample_args: ~``): the zeros of the user
+        vector are the negatives.
+
+        Full-sort prediction. The scores of a batch of users need every item's
+        reconstruction, so in eval mode the whole reconstruction (n_users x n_items) is
+        computed once, in item chunks, and cached; :meth:`train` (which RecBole calls
+        with ``False`` via ``eval()`` before each evaluation and with ``True`` before each
+        training epoch) and :meth:`load_state_dict` drop the cache.
+    """
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super(ItemAE, self).__init__(config, dataset)
+
+        # load parameters info
+        self.hidden_size = config["hidden_size"]
+        self.dropout_prob = config["dropout_prob"]
+        self.activation = config["activation"]
+        self.loss_type = config["loss_type"]
+        self.reg_weight = config["reg_weight"]
+        self.eval_chunk_size = config["eval_chunk_size"]
+
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+        if self.loss_type not in ("BCE", "MSE"):
+            raise ValueError(f"loss_type must be 'BCE' or 'MSE', got {self.loss_type!r}")
+
+        # load dataset info: the item x user training matrix in CSR form, binarised
+        # (duplicate interactions must not count twice); dense rows are built per batch.
+        item_user = dataset.inter_matrix(form="csr").transpose().tocsr()
+        item_user.sum_duplicates()
+        self.register_buffer(
+            "item_ptr", torch.as_tensor(item_user.indptr, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "item_users", torch.as_tensor(item_user.indices, dtype=torch.long), persistent=False
+        )
+
+        # define layers
+        self.encoder = nn.Linear(self.n_users, self.hidden_size)
+        self.decoder = nn.Linear(self.hidden_size, self.n_users)
+
+        # storage of the full reconstruction for evaluation, [n_users, n_items]
+        self.restore_scores = None
+
+        # parameters initialization
+        self.apply(xavier_normal_initialization)
+
+    # --- cache -----------------------------------------------------------------------
+    def train(self, mode=True):
+        r"""Set the training mode and drop the cached reconstruction (parameters may change)."""
+        self.restore_scores = None
+        return super(ItemAE, self).train(mode)
+
+    def load_state_dict(self, state_dict, strict=True, **kwargs):
+        self.restore_scores = None
+        return super(ItemAE, self).load_state_dict(state_dict, strict=strict, **kwargs)
+
+    # --- model -----------------------------------------------------------------------
+    def get_user_vectors(self, item):
+        r"""Dense binary training vectors over users of the given items.
+
+        Args:
+            item (torch.LongTensor): item ids, shape: [batch_size, ]
+
+        Returns:
+            torch.FloatTensor: shape: [batch_size, n_users]
+        """
+        start = self.item_ptr[item]
+        length = self.item_ptr[item + 1] - start
+        row = torch.repeat_interleave(torch.arange(item.shape[0], device=item.device), length)
+        # position of each nonzero inside its CSR row: global index minus the row's offset
+        offset = torch.cumsum(length, dim=0) - length
+        pos = torch.arange(int(length.sum()), device=item.device) - torch.repeat_interleave(offset, length)
+        col = self.item_users[torch.repeat_interleave(start, length) + pos]
+        vectors = torch.zeros(item.shape[0], self.n_users, device=item.device)
+        vectors[row, col] = 1.0
+        return vectors
+
+    def forward(self, user_vectors):
+        r"""Reconstruct item vectors over users.
+
+        Args:
+            user_vectors (torch.FloatTensor): shape: [batch_size, n_users]
+
+        Returns:
+            torch.FloatTensor: reconstruction scores (logits for BCE), shape: [batch_size, n_users]
+        """
+        h = F.dropout(user_vectors, self.dropout_prob, training=self.training)
+        h = _ACTIVATIONS[self.activation](self.encoder(h))
+        return self.decoder(h)
+
+    def calculate_loss(self, interaction):
+        item = torch.unique(interaction[self.ITEM_ID])
+        target = self.get_user_vectors(item)
+        output = self.forward(target)
+        if self.loss_type == "BCE":
+            loss = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+        else:
+            loss = (output - target).pow(2)
+        # summed over users (every entry of the item vector counts), averaged over items
+        loss = loss.sum(dim=1).mean()
+        if self.reg_weight > 0:
+            loss = loss + self.reg_weight * (
+                self.encoder.weight.pow(2).sum() + self.decoder.weight.pow(2).sum()
+            )
+        return loss
+
+    def _item_scores(self, item):
+        r"""Reconstructions of the given items, computed in chunks without gradients.
+
+        Returns:
+            torch.FloatTensor: shape: [len(item), n_users]
+        """
+        with torch.no_grad():
+            parts = [
+                self.forward(self.get_user_vectors(chunk))
+                for chunk in torch.split(item, self.eval_chunk_size)
+            ]
+        return torch.cat(parts, dim=0)
+
+    def _all_scores(self):
+        r"""The cached [n_users, n_items] score matrix, computed on first use in eval mode."""
+        if self.restore_scores is not None:
+            return self.restore_scores
+        all_items = torch.arange(self.n_items, device=self.device)
+        scores = self._item_scores(all_items).t().contiguous()
+        if not self.training:
+            self.restore_scores = scores
+        return scores
+
+    def predict(self, interaction):
+        user = interaction[self.USER_ID]
+        item = interaction[self.ITEM_ID]
+        if self.restore_scores is not None:
+            return self.restore_scores[user, item]
+        unique_item, inverse = torch.unique(item, return_inverse=True)
+        scores = self._item_scores(unique_item)  # [n_unique, n_users]
+        return scores[inverse, user]
+
+    def full_sort_predict(self, interaction):
+        user = interaction[self.USER_ID]
+        return self._all_scores()[user].view(-1)

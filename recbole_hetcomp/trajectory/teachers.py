@@ -1,0 +1,61 @@
+"""The ``teachers`` config key and loading the teachers' trajectory files.
+
+Training missing teachers is the pipeline's job (:mod:`recbole_hetcomp.quick_start`);
+models that learn from teachers (the rank ensemble, HetComp) only load.
+"""
+
+import os
+
+from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.trajectory.store import dataset_fingerprint, load_trajectory, trajectory_path
+from recbole_hetcomp.utils import get_model
+
+
+def parse_teachers(teachers):
+    """Normalise the ``teachers`` config key.
+
+    Each entry is a model name (``"BPR"``) or a dict with ``model`` and optional overrides
+    (any config key: ``embedding_size``, ``epochs``, ``train_batch_size``,
+    ``learning_rate``, ...) and an optional ``name`` (the trajectory file's stem, needed
+    when one model appears twice).
+
+    Returns:
+        list of (str, str, dict): (name, model, overrides) per teacher.
+
+    Raises:
+        ConfigError: empty list, unknown model, malformed entry or duplicate name.
+    """
+    if not teachers:
+        raise ConfigError("teachers is empty: list at least one model, e.g. --teachers=\"['BPR','LightGCN']\"")
+    if isinstance(teachers, str):
+        teachers = [teachers]
+    parsed, seen = [], set()
+    for entry in teachers:
+        if isinstance(entry, str):
+            entry = {"model": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
+            raise ConfigError(f"teacher entry {entry!r} must be a model name or a dict with a 'model' key")
+        overrides = {k: v for k, v in entry.items() if k not in ("model", "name")}
+        model, name = entry["model"], str(entry.get("name", entry["model"]))
+        try:
+            get_model(model)
+        except ConfigError as err:
+            raise ConfigError(f"teacher: {err}") from None
+        if name in seen:
+            raise ConfigError(f"teacher name '{name}' appears twice: give each a distinct 'name' key")
+        seen.add(name)
+        parsed.append((name, model, overrides))
+    return parsed
+
+
+def load_teacher_trajectories(config, train_dataset):
+    """Load (never train) the configured teachers' trajectory files for this split."""
+    fingerprint = dataset_fingerprint(config, train_dataset)
+    paths = [trajectory_path(config["trajectory_dir"], config["dataset"], name) for name, _, _ in parse_teachers(config["teachers"])]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ConfigError(
+            f"trajectory file {missing[0]} is missing: run the teacher with --record_trajectory=True "
+            f"or let run_recbole_hetcomp train it"
+        )
+    return [load_trajectory(p, fingerprint) for p in paths]
