@@ -14,7 +14,7 @@ sums rather than averages). Scores are clamped to ``[-40, 40]`` first.
 
 Item sets, per user u (item 0 never belongs to any of them):
 
-* training items R_u: ``train_mask[u]``;
+* training items R_u: the non-zero ids of ``train_items[u]``;
 * unobserved items: every item not in R_u;
 * O_u: valid entries of ``observed[u]`` (teacher-ranked training items);
 * T_u: non-zero entries of ``target[u]`` (the DKC ensemble target).
@@ -39,24 +39,53 @@ def _clamp(scores: torch.Tensor) -> torch.Tensor:
     return scores.clamp(-SCORE_CLAMP, SCORE_CLAMP)
 
 
-def _members(ids: torch.Tensor, n_items: int) -> torch.Tensor:
-    """Bool ``[B, n_items]``: True at the ids of each row, never at item 0."""
-    mask = torch.zeros(ids.shape[0], n_items, dtype=torch.bool, device=ids.device)
-    mask.scatter_(1, ids.long(), True)
-    mask[:, 0] = False
-    return mask
-
-
-def _unobserved(train_mask: torch.Tensor) -> torch.Tensor:
-    """Bool ``[B, n_items]``: not a training item and not item 0."""
-    mask = ~train_mask
-    mask[:, 0] = False
-    return mask
-
-
 def _masked_logsumexp(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``log sum_{j: mask} e^{s_j}`` per row ``[B]``; ~-1e4 for an empty set."""
     return torch.logsumexp(scores.masked_fill(~mask, _MASKED), dim=1)
+
+
+def _clamp_if_needed(scores: torch.Tensor) -> torch.Tensor:
+    """:func:`_clamp`, skipped (same values, same gradients) when nothing is out of range.
+
+    The clamp and its backward are two full passes over ``[B, n_items]``; a min/max
+    check is one, and MF students rarely leave [-40, 40].
+    """
+    low, high = torch.aminmax(scores.detach())
+    if low < -SCORE_CLAMP or high > SCORE_CLAMP:
+        return _clamp(scores)
+    return scores
+
+
+def _log_rest(scores: torch.Tensor, excluded_items: torch.Tensor):
+    """``log sum_{j not excluded, j != 0} e^{s_j}`` per row, with one exp over the catalogue.
+
+    Excluded items are given as 0-padded id lists (duplicates and overlaps are fine:
+    they are zeroed, not subtracted, so there is no cancellation). Also returns the row
+    shift ``m`` and the shifted exponentials ``e = e^{s - m}`` so callers can add small
+    item sets in linear space. An empty set gives log(1e-37) + m, with finite gradients.
+
+    Args:
+        scores: clamped float ``[B, n_items]``.
+        excluded_items: integer ``[B, L]`` item ids (0 = padding; item 0 is always excluded).
+
+    Returns:
+        tuple: ``log_rest`` [B], ``rest_sum`` [B] (shifted), ``m`` [B, 1], ``e`` [B, n_items].
+    """
+    m = scores.detach().max(dim=1, keepdim=True).values
+    e = torch.exp(scores - m)
+    kept = e.scatter(1, excluded_items.long(), 0.0)
+    kept[:, 0] = 0.0
+    rest_sum = kept.sum(dim=1)
+    return torch.log(rest_sum.clamp_min(1e-37)) + m[:, 0], rest_sum, m, e
+
+
+def _plackett_luce_terms(ranked_scores: torch.Tensor, valid: torch.Tensor, log_negatives: torch.Tensor):
+    """PL negative log-likelihood per row from the ranked items' scores and log sum_N e^s."""
+    ranked_scores = ranked_scores.masked_fill(~valid, _MASKED)
+    # log sum_{l >= k} e^{s_pi_l}: a cumulative logsumexp from the list's end.
+    suffix = ranked_scores.flip(1).logcumsumexp(dim=1).flip(1)
+    log_denominator = torch.logaddexp(suffix, log_negatives[:, None])
+    return (log_denominator - ranked_scores).masked_fill(~valid, 0.0).sum(dim=1)
 
 
 def _plackett_luce_clamped(
@@ -67,13 +96,8 @@ def _plackett_luce_clamped(
 ) -> torch.Tensor:
     """:func:`plackett_luce` on already clamped scores."""
     valid = ranked_mask & (ranked != 0)
-    ranked_scores = scores.gather(1, ranked.long()).masked_fill(~valid, _MASKED)
-    # log sum_{l >= k} e^{s_pi_l}: a cumulative logsumexp from the list's end.
-    suffix = ranked_scores.flip(1).logcumsumexp(dim=1).flip(1)
     negatives = _masked_logsumexp(scores, negative_mask)
-    log_denominator = torch.logaddexp(suffix, negatives[:, None])
-    terms = (log_denominator - ranked_scores).masked_fill(~valid, 0.0)
-    return terms.sum(dim=1)
+    return _plackett_luce_terms(scores.gather(1, ranked.long()), valid, negatives)
 
 
 def plackett_luce(
@@ -107,7 +131,7 @@ def overall_loss(
     observed: torch.Tensor,
     observed_mask: torch.Tensor,
     target: torch.Tensor,
-    train_mask: torch.Tensor,
+    train_items: torch.Tensor,
 ) -> torch.Tensor:
     """Stage-1 loss: each item of O_u and of T_u against the rest.
 
@@ -120,15 +144,13 @@ def overall_loss(
         observed: integer ``[B, o]`` teacher-ranked training items.
         observed_mask: bool ``[B, o]`` (False or id 0 = padding).
         target: integer ``[B, K]`` DKC target (0 = padding).
-        train_mask: bool ``[B, n_items]`` training items.
+        train_items: integer ``[B, L]`` each user's training items, 0-padded.
 
     Returns:
         Float ``[B]`` per-user loss.
     """
-    scores = _clamp(scores)
-    n_items = scores.shape[1]
-    rest = _unobserved(train_mask) & ~_members(target, n_items)
-    log_rest = _masked_logsumexp(scores, rest)
+    scores = _clamp_if_needed(scores)
+    log_rest, _, _, _ = _log_rest(scores, torch.cat([train_items.long(), target.long()], dim=1))
     items = torch.cat([observed, target.to(observed.dtype)], dim=1).long()
     valid = torch.cat([observed_mask & (observed != 0), target != 0], dim=1)
     # -log(e^s / (e^s + e^c)) = softplus(c - s), stable for any gap.
@@ -141,7 +163,7 @@ def detailed_loss(
     observed: torch.Tensor,
     observed_mask: torch.Tensor,
     target: torch.Tensor,
-    train_mask: torch.Tensor,
+    train_items: torch.Tensor,
     n_observed: int = 10,
     n_long: int = 50,
     n_short: int = 10,
@@ -164,7 +186,7 @@ def detailed_loss(
         observed: integer ``[B, o]`` teacher-ranked training items.
         observed_mask: bool ``[B, o]`` (False or id 0 = padding).
         target: integer ``[B, K]`` DKC target (0 = padding).
-        train_mask: bool ``[B, n_items]`` training items.
+        train_items: integer ``[B, L]`` each user's training items, 0-padded.
         n_observed: observed items whose order is learned (paper: 10).
         n_long: long target prefix (paper: 50).
         n_short: short target prefix (paper: 10).
@@ -173,16 +195,18 @@ def detailed_loss(
     Returns:
         Float ``[B]`` per-user loss.
     """
-    scores = _clamp(scores)
-    n_items = scores.shape[1]
-    unobserved = _unobserved(train_mask)
+    scores = _clamp_if_needed(scores)
     long_target, short_target = target[:, :n_long], target[:, :n_short]
-    outside_long = unobserved & ~_members(long_target, n_items)
-    outside_short = unobserved & ~_members(short_target, n_items)
+    # N for the long list: unobserved items outside T50. N for the short list adds
+    # T[n_short:n_long] to it: a sum of positives, computed without subtraction.
+    log_long, rest_long, m, e = _log_rest(scores, torch.cat([train_items.long(), long_target.long()], dim=1))
+    middle = target[:, n_short:n_long].long()
+    middle_sum = e.gather(1, middle).masked_fill(middle == 0, 0.0).sum(dim=1)
+    log_short = torch.log((rest_long + middle_sum).clamp_min(1e-37)) + m[:, 0]
 
-    observed_part = _plackett_luce_clamped(
-        scores, observed[:, :n_observed], observed_mask[:, :n_observed], outside_long
-    )
-    long_part = _plackett_luce_clamped(scores, long_target, long_target != 0, outside_long)
-    short_part = _plackett_luce_clamped(scores, short_target, short_target != 0, outside_short)
+    obs = observed[:, :n_observed].long()
+    obs_valid = observed_mask[:, :n_observed] & (obs != 0)
+    observed_part = _plackett_luce_terms(scores.gather(1, obs), obs_valid, log_long)
+    long_part = _plackett_luce_terms(scores.gather(1, long_target.long()), long_target != 0, log_long)
+    short_part = _plackett_luce_terms(scores.gather(1, short_target.long()), short_target != 0, log_short)
     return observed_part + target_weight * (long_part + short_part)

@@ -1,0 +1,3 @@
+from recbole_hetcomp.trainer.hetcomp import HetCompTrainer
+
+__all__ = ["HetCompTrainer"]

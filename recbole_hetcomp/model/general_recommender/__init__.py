@@ -1,5 +1,5 @@
 from recbole_hetcomp.model.general_recommender.cml import CML
 from recbole_hetcomp.model.general_recommender.itemae import ItemAE
-from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
+from recbole_hetcomp.model.general_recommender.neumf import NeuMF
 
-__all__ = ["CML", "ItemAE", "RankEnsemble"]
+__all__ = ["CML", "ItemAE", "NeuMF"]

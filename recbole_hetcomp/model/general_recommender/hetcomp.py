@@ -1,0 +1,238 @@
+r"""HetComp: the MF student distilled from heterogeneous teachers' trajectories.
+
+Reference:
+    SeongKu Kang, Wonbin Kweon, Dongha Lee, Jianxun Lian, Xing Xie, Hwanjo Yu.
+    "Distillation from Heterogeneous Models for Top-K Recommendation." WWW 2023.
+
+The student is plain matrix factorisation. What makes it HetComp is the knowledge it
+learns from: per user and per teacher, a checkpoint of that teacher's training
+trajectory chosen by the student's own learning state (dynamic knowledge construction,
+DKC, run by :class:`recbole_hetcomp.trainer.HetCompTrainer`), aggregated into a ranking
+target, and losses that move from the overall to the detailed ranking (adaptive
+knowledge transfer, AKT). The curriculum state lives in persistent buffers, so it is
+part of every RecBole checkpoint and a resumed run continues where it was.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_normal_initialization
+from recbole.model.loss import BPRLoss
+from recbole.utils import InputType
+
+from recbole_hetcomp.distill.akt import detailed_loss, overall_loss
+from recbole_hetcomp.distill.dkc import CurriculumState, build_targets
+from recbole_hetcomp.distill.mf import full_scores
+from recbole_hetcomp.distill.ranking import topk_unobserved
+from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
+
+STAGE_OVERALL, STAGE_DETAILED = 0, 1
+
+
+def stack_trajectories(trajectories, use="all"):
+    """Stack teachers' checkpoints into one padded tensor.
+
+    Args:
+        trajectories (list of Trajectory): one per teacher.
+        use (str): ``all`` recorded checkpoints, or ``final`` only (the no-DKC ablation).
+
+    Returns:
+        tuple: ``topn`` int32 [M, Tmax, U, N], ``observed`` int32 [M, Tmax, U, L],
+        ``n_checkpoints`` int64 [M]. Slots past a teacher's own checkpoints repeat its
+        last one (they are never read as a target).
+    """
+    if use not in ("all", "final"):
+        raise ConfigError(f"hetcomp_checkpoints must be 'all' or 'final', got {use!r}")
+    tops, obs = [], []
+    for t in trajectories:
+        tops.append(t.topn[-1:] if use == "final" else t.topn)
+        obs.append(t.observed[-1:] if use == "final" else t.observed)
+    n_checkpoints = np.array([a.shape[0] for a in tops], dtype=np.int64)
+    t_max = int(n_checkpoints.max())
+
+    def pad(a):
+        return np.concatenate([a, np.repeat(a[-1:], t_max - a.shape[0], axis=0)]) if a.shape[0] < t_max else a
+
+    widths = {a.shape[2] for a in tops}
+    if len(widths) != 1:
+        raise ConfigError(f"teachers recorded different top-N lengths {sorted(widths)}: record them with one trajectory_topn")
+    obs_width = min(a.shape[2] for a in obs)
+    topn = np.stack([pad(a) for a in tops])
+    observed = np.stack([pad(a[:, :, :obs_width]) for a in obs])
+    return topn, observed, n_checkpoints
+
+
+class HetComp(GeneralRecommender):
+    r"""MF student trained on DKC targets with the AKT losses.
+
+    Scores are ``s_ui = <e_u, e_i>``; :meth:`calculate_loss` takes a batch of training
+    interactions and distils into its unique users over the full catalogue.
+    """
+
+    input_type = InputType.POINTWISE
+    uses_teachers = True
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+
+        # load parameters info
+        self.embedding_size = config["embedding_size"]
+        self.k = config["hetcomp_k"]
+        self.n_observed = config["observed_k"]
+        self.temperature = config["importance_temperature"]
+        self.depth = config["discrepancy_depth"]
+        self.overall_weight = config["overall_loss_weight"]
+        self.detailed_weight = config["detailed_loss_weight"]
+        self.bpr_weight = config["bpr_loss_weight"]
+        self.detailed_long = config["detailed_long"]
+        self.detailed_short = config["detailed_short"]
+        self.chunk_size = config["dkc_chunk_size"]
+        self._check_settings(config, dataset)
+
+        # teachers' trajectories: loaded from files validated against this split, so
+        # they are not part of the checkpoint
+        trajectories = load_teacher_trajectories(config, dataset)
+        self.teacher_names = [t.teacher for t in trajectories]
+        topn, observed, n_checkpoints = stack_trajectories(trajectories, config["hetcomp_checkpoints"])
+        if topn.shape[-1] < max(self.k, self.depth):
+            raise ConfigError(
+                f"teachers' lists hold {topn.shape[-1]} items but hetcomp_k={self.k} and "
+                f"discrepancy_depth={self.depth}: record teachers with trajectory_topn >= {max(self.k, self.depth)}"
+            )
+        self.register_buffer("trajectories", torch.from_numpy(topn).long(), persistent=False)
+        self.register_buffer("observed_trajectories", torch.from_numpy(observed).long(), persistent=False)
+        history, _, _ = dataset.history_item_matrix()
+        self.register_buffer("history", history.long(), persistent=False)
+
+        # define layers and loss
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.bpr_loss = BPRLoss()
+
+        # curriculum state (persistent: saved in every checkpoint)
+        state = CurriculumState.start(torch.from_numpy(n_checkpoints), self.n_users)
+        self.register_buffer("dkc_n_checkpoints", state.n_checkpoints)
+        self.register_buffer("dkc_checkpoint", state.checkpoint)
+        self.register_buffer("dkc_d_ref", state.d_ref)
+        self.register_buffer("dkc_calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("akt_stage", torch.tensor(STAGE_OVERALL))
+        self.register_buffer("targets", torch.zeros(self.n_users, self.k, dtype=torch.long))
+        self.register_buffer("observed_targets", torch.zeros(self.n_users, self.n_observed, dtype=torch.long))
+
+        # parameters initialization
+        self.apply(xavier_normal_initialization)
+        self.rebuild_targets()
+
+    def _check_settings(self, config, dataset):
+        problems = []
+        if not isinstance(self.k, int) or self.k <= 0:
+            problems.append(f"hetcomp_k must be a positive integer, got {self.k!r}")
+        elif self.k >= dataset.item_num:
+            problems.append(f"hetcomp_k={self.k} is not smaller than the catalogue ({dataset.item_num - 1} items)")
+        if not isinstance(self.depth, int) or not 0 < self.depth <= (self.k if isinstance(self.k, int) else 0):
+            problems.append(f"discrepancy_depth must be in [1, hetcomp_k], got {self.depth!r}")
+        for key in ("overall_loss_weight", "detailed_loss_weight", "bpr_loss_weight"):
+            if config[key] is None or config[key] < 0:
+                problems.append(f"{key} must be >= 0, got {config[key]!r}")
+        if config["dkc_alpha"] is None or config["dkc_alpha"] <= 0:
+            problems.append(f"dkc_alpha must be > 0, got {config['dkc_alpha']!r}")
+        if self.n_observed < 0:
+            problems.append(f"observed_k must be >= 0, got {self.n_observed}")
+        if problems:
+            raise ConfigError(problems[0])
+
+    # --- curriculum -------------------------------------------------------------------
+    @property
+    def curriculum(self):
+        """The DKC state as a :class:`CurriculumState` sharing this model's buffers."""
+        return CurriculumState(
+            n_checkpoints=self.dkc_n_checkpoints,
+            checkpoint=self.dkc_checkpoint,
+            d_ref=self.dkc_d_ref,
+            n_calls=int(self.dkc_calls),
+            switched=bool(self.akt_stage == STAGE_DETAILED),
+        )
+
+    def store_curriculum(self, state):
+        self.dkc_checkpoint.copy_(state.checkpoint)
+        self.dkc_d_ref.copy_(state.d_ref)
+        self.dkc_calls.fill_(state.n_calls)
+        self.akt_stage.fill_(STAGE_DETAILED if state.switched else STAGE_OVERALL)
+
+    @torch.no_grad()
+    def rebuild_targets(self):
+        """Rebuild T_u and O_u from each teacher's list at the user's current checkpoint."""
+        self.targets.copy_(
+            build_targets(
+                self.trajectories, self.dkc_checkpoint, self.n_items, self.k, self.temperature,
+                chunk_size=self.chunk_size,
+            )
+        )
+        if self.n_observed:
+            self.observed_targets.copy_(
+                build_targets(
+                    self.observed_trajectories, self.dkc_checkpoint, self.n_items, self.n_observed,
+                    self.temperature, chunk_size=self.chunk_size,
+                )
+            )
+
+    def train_mask(self, users):
+        """Bool [B, n_items], True at each user's training items (and the padding item)."""
+        mask = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=users.device)
+        mask.scatter_(1, self.history[users], True)
+        mask[:, 0] = True
+        return mask
+
+    @torch.no_grad()
+    def student_topk(self, depth):
+        """The student's top-``depth`` unobserved items for every user: [n_users, depth]."""
+        out = torch.zeros(self.n_users, depth, dtype=torch.long, device=self.dkc_checkpoint.device)
+        item_e = self.item_embedding.weight
+        step = max(1, min(self.chunk_size, 1_000_000 // self.n_items))
+        for start in range(0, self.n_users, step):
+            users = torch.arange(start, min(start + step, self.n_users), device=out.device)
+            scores = self.user_embedding(users) @ item_e.T
+            out[start : start + len(users)] = topk_unobserved(scores, self.train_mask(users), depth)
+        return out
+
+    # --- RecBole interface ------------------------------------------------------------
+    def forward(self, user, item):
+        return (self.user_embedding(user) * self.item_embedding(item)).sum(dim=-1)
+
+    def calculate_loss(self, interaction):
+        users = torch.unique(interaction[self.USER_ID])
+        scores = full_scores(self.user_embedding(users), self.item_embedding.weight)  # [B, n_items]
+        train_items = self.history[users]
+        observed = self.observed_targets[users]
+        observed_mask = observed != 0
+        target = self.targets[users]
+        if int(self.akt_stage) == STAGE_OVERALL:
+            loss = self.overall_weight * overall_loss(scores, observed, observed_mask, target, train_items).sum()
+        else:
+            loss = self.detailed_weight * detailed_loss(
+                scores, observed, observed_mask, target, train_items,
+                n_observed=self.n_observed, n_long=self.detailed_long, n_short=self.detailed_short,
+            ).sum()
+        if self.bpr_weight > 0:
+            user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
+            neg = torch.randint(1, self.n_items, pos.shape, device=pos.device)
+            loss = loss + self.bpr_weight * self.bpr_loss(self.forward(user, pos), self.forward(user, neg))
+        return loss
+
+    def predict(self, interaction):
+        return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
+
+    def full_sort_predict(self, interaction):
+        r"""Scores of all items for a batch of users.
+
+        Args:
+            interaction (Interaction): holds ``USER_ID`` [B].
+
+        Returns:
+            torch.Tensor: [B * n_items].
+        """
+        user_e = self.user_embedding(interaction[self.USER_ID])
+        return (user_e @ self.item_embedding.weight.T).view(-1)

@@ -1,0 +1,93 @@
+"""HetCompTrainer: RecBole's Trainer plus HetComp's curriculum schedule.
+
+Every ``dkc_period`` epochs from ``dkc_start`` the trainer runs one DKC step (Kang et
+al., WWW 2023, section 4.2): it ranks all users with the student, measures the
+discrepancy to each teacher's next checkpoint, advances the (teacher, user) pairs the
+rule allows, and rebuilds the targets. Once ``switch_fraction`` of the pairs have reached
+their teacher's last checkpoint, AKT switches once, globally, from the overall to the
+detailed ranking loss (section 4.3). Everything else (optimiser, early stopping on
+validation, best checkpoint, evaluation) is RecBole's.
+"""
+
+from time import perf_counter
+
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+from recbole_hetcomp.distill.dkc import dkc_step
+
+
+class HetCompTrainer(Trainer):
+    """Trainer for :class:`recbole_hetcomp.model.general_recommender.hetcomp.HetComp`."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.dkc_start = config["dkc_start"]
+        self.dkc_period = config["dkc_period"]
+        self.dkc_alpha = config["dkc_alpha"]
+        self.dkc_decay = config["dkc_decay"]
+        self.switch_fraction = config["switch_fraction"]
+        self.dkc_history = []  # one dict per DKC step, for logs, plots and benchmarks
+        # A one-shot-only teacher set (or the no-DKC ablation) is finished from the start.
+        self._maybe_switch(epoch_idx=0)
+
+    def _dkc_due(self, epoch_idx):
+        return (
+            self.dkc_period > 0
+            and epoch_idx >= self.dkc_start
+            and (epoch_idx - self.dkc_start) % self.dkc_period == 0
+        )
+
+    def _maybe_switch(self, epoch_idx):
+        state = self.model.curriculum
+        if not state.switched and state.finished(self.switch_fraction):
+            state.switched = True
+            self.model.store_curriculum(state)
+            self.logger.info(
+                set_color("AKT", "pink")
+                + f": {self.switch_fraction:.0%} of (teacher, user) pairs at their last checkpoint,"
+                + f" switching to the detailed ranking loss at epoch {epoch_idx}"
+            )
+            return True
+        return False
+
+    def dkc(self, epoch_idx):
+        """One DKC step and target rebuild; returns its statistics."""
+        start = perf_counter()
+        state = self.model.curriculum
+        if not state.finished(1.0):
+            student = self.model.student_topk(self.model.depth)
+            stats = dkc_step(
+                state, self.model.trajectories, None, student, epoch=epoch_idx,
+                alpha=self.dkc_alpha, decay=self.dkc_decay, period=self.dkc_period,
+                depth=self.model.depth, chunk_size=self.model.chunk_size,
+                temperature=self.model.temperature,
+            )
+            self.model.store_curriculum(state)
+            self.model.rebuild_targets()
+        else:
+            stats = {"tau": float("nan"), "frac_advanced": 0.0, "mean_discrepancy": float("nan"),
+                     "mean_checkpoint": state.checkpoint.float().mean(dim=1).tolist(), "frac_at_last": 1.0}
+        switched = self._maybe_switch(epoch_idx)
+        stats.update(epoch=epoch_idx, seconds=perf_counter() - start, stage=int(self.model.akt_stage), switched=switched)
+        self.dkc_history.append(stats)
+        per_teacher = ", ".join(
+            f"{name} {c:.2f}" for name, c in zip(self.model.teacher_names, stats["mean_checkpoint"])
+        )
+        self.logger.info(
+            set_color(f"epoch {epoch_idx} DKC", "pink")
+            + f" [time: {stats['seconds']:.2f}s, stage: {'detailed' if stats['stage'] else 'overall'},"
+            + f" mean discrepancy: {stats['mean_discrepancy']:.4f}, advanced: {stats['frac_advanced']:.1%},"
+            + f" at last: {stats['frac_at_last']:.1%}] mean checkpoint: {per_teacher}"
+        )
+        self.tensorboard.add_scalar("DKC/mean_discrepancy", stats["mean_discrepancy"], epoch_idx)
+        self.tensorboard.add_scalar("DKC/fraction_at_last", stats["frac_at_last"], epoch_idx)
+        self.tensorboard.add_scalar("AKT/stage", stats["stage"], epoch_idx)
+        for name, c in zip(self.model.teacher_names, stats["mean_checkpoint"]):
+            self.tensorboard.add_scalar(f"DKC/mean_checkpoint/{name}", c, epoch_idx)
+        return stats
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._dkc_due(epoch_idx):
+            self.dkc(epoch_idx)
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

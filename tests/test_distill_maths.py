@@ -1,0 +1,588 @@
+"""Brute-force checks of HetComp's tensor maths (``recbole_hetcomp.distill``).
+
+Each batched function is compared with a plain-Python computation written
+straight from the method description (Kang et al., WWW 2023) on tiny inputs:
+a few users, about ten items, padding (id 0) in lists, ties, one-shot
+teachers. Python loops over users live only here, as the reference.
+"""
+
+import math
+import random
+
+import pytest
+import torch
+
+from recbole_hetcomp.distill.akt import detailed_loss, overall_loss, plackett_luce
+from recbole_hetcomp.distill.dkc import (
+    CurriculumState,
+    advance_rule,
+    build_targets,
+    discrepancy,
+    dkc_step,
+    dkc_threshold,
+)
+from recbole_hetcomp.distill.ranking import (
+    importance,
+    rank_ensemble_scores,
+    rank_ensemble_topk,
+    stable_topk,
+    topk_unobserved,
+)
+
+# ----------------------------------------------------------------------------
+# Plain-Python references
+# ----------------------------------------------------------------------------
+
+
+def ref_topk(score_of, candidates, k):
+    """Best k candidates by score, ties to the lower id, 0-padded."""
+    best = sorted(candidates, key=lambda i: (-score_of[i], i))[:k]
+    return best + [0] * (k - len(best))
+
+
+def ref_ensemble_scores(lists_of_user, n_items, temperature=10.0, weights=None):
+    """lists_of_user: one ranked list per teacher for one user."""
+    weights = weights or [1.0] * len(lists_of_user)
+    score = [0.0] * n_items
+    for w, ranked in zip(weights, lists_of_user):
+        for pos, item in enumerate(ranked):
+            if item != 0:
+                score[item] += w * math.exp(-pos / temperature)
+    return score
+
+
+def ref_ensemble_topk(lists_of_user, n_items, k, excluded=(), weights=None):
+    score = ref_ensemble_scores(lists_of_user, n_items, weights=weights)
+    candidates = [i for i in range(1, n_items) if score[i] > 0 and i not in excluded]
+    return ref_topk(score, candidates, k)
+
+
+def ref_discrepancy(student, teacher, temperature=10.0):
+    teacher_set = {i for i in teacher if i != 0}
+    gains = [2 ** math.exp(-p / temperature) - 1 for p in range(len(student))]
+    dcg = sum(g for g, i in zip(gains, student) if i != 0 and i in teacher_set)
+    return 1 - dcg / sum(gains)
+
+
+def ref_plackett_luce(score, ranked, negatives):
+    s = [max(-40.0, min(40.0, x)) for x in score]
+    neg = sum(math.exp(s[j]) for j in negatives)
+    loss = 0.0
+    for k, item in enumerate(ranked):
+        loss -= math.log(math.exp(s[item]) / (sum(math.exp(s[i]) for i in ranked[k:]) + neg))
+    return loss
+
+
+def ref_overall(score, observed, target, train):
+    n_items = len(score)
+    rest = [j for j in range(1, n_items) if j not in train and j not in target]
+    neg = sum(math.exp(score[j]) for j in rest)
+    return -sum(math.log(math.exp(score[i]) / (math.exp(score[i]) + neg)) for i in observed + target)
+
+
+def ref_detailed(score, observed, target, train, n_obs, n_long, n_short, weight):
+    n_items = len(score)
+    unobserved = [j for j in range(1, n_items) if j not in train]
+    long_t, short_t = target[:n_long], target[:n_short]
+    outside_long = [j for j in unobserved if j not in long_t]
+    outside_short = [j for j in unobserved if j not in short_t]
+    return ref_plackett_luce(score, observed[:n_obs], outside_long) + weight * (
+        ref_plackett_luce(score, long_t, outside_long) + ref_plackett_luce(score, short_t, outside_short)
+    )
+
+
+def ref_dkc_step(ckpt, d_ref, n_calls, traj, n_ckpt, student, tau, depth):
+    """Per-pair loop version of dkc_step on nested lists (mutates ckpt, d_ref)."""
+    for x in range(len(ckpt)):
+        last = n_ckpt[x] - 1
+        for u in range(len(ckpt[x])):
+            if ckpt[x][u] >= last:
+                continue
+            d_next = ref_discrepancy(student[u][:depth], traj[x][ckpt[x][u] + 1][u][:depth])
+            if n_calls == 0 or math.isnan(d_ref[x][u]):
+                d_ref[x][u] = d_next
+                continue
+            ratio = math.inf if d_next == 0 else d_ref[x][u] / d_next
+            if ratio > tau or ratio < 1:
+                ckpt[x][u] += 1
+                if ckpt[x][u] < last:
+                    d_ref[x][u] = ref_discrepancy(student[u][:depth], traj[x][ckpt[x][u] + 1][u][:depth])
+                else:
+                    d_ref[x][u] = math.nan
+
+
+def random_lists(gen, n_lists, n_users, length, n_items, pad_prob=0.2):
+    """Random ranked lists without repeats, each with a random 0-padded tail."""
+    out = torch.zeros(n_lists, n_users, length, dtype=torch.long)
+    for x in range(n_lists):
+        for u in range(n_users):
+            perm = torch.randperm(n_items - 1, generator=gen)[:length] + 1
+            keep = length - int(torch.rand((), generator=gen) < pad_prob) * int(
+                torch.randint(1, length, (), generator=gen)
+            )
+            out[x, u, :keep] = perm[:keep]
+    return out
+
+
+# ----------------------------------------------------------------------------
+# ranking.py
+# ----------------------------------------------------------------------------
+
+
+def test_importance_is_exponential_decay_of_position():
+    positions = torch.tensor([0, 1, 10, 25])
+    expected = torch.tensor([math.exp(-p / 10) for p in [0, 1, 10, 25]])
+    assert torch.allclose(importance(positions), expected)
+    assert torch.allclose(importance(positions.float(), temperature=5.0), torch.exp(-positions / 5.0))
+
+
+def test_stable_topk_breaks_ties_by_lower_index():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    values, ids = stable_topk(scores, 2)
+    assert ids.tolist() == [[1, 2], [0, 1]]
+    assert values.tolist() == [[3.0, 3.0], [0.0, 0.0]]
+
+    # Many ties (5 distinct values, some -inf): rows with and without ties
+    # straddling the k-th value.
+    gen = torch.Generator().manual_seed(6)
+    scores = torch.randint(0, 5, (40, 11), generator=gen).float()
+    scores[torch.rand(40, 11, generator=gen) < 0.3] = float("-inf")
+    for k in (1, 4, 11, 15):
+        _, ids = stable_topk(scores, k)
+        for u in range(40):
+            row = scores[u].tolist()
+            assert ids[u].tolist() == sorted(range(11), key=lambda i: (-row[i], i))[:k]
+    with pytest.raises(ValueError):
+        stable_topk(torch.tensor([[1.0, float("nan"), 0.0]]), 2)
+
+
+def test_topk_unobserved_skips_training_items_and_item_zero():
+    # Ties on purpose (items 2, 3, 5 all score 4.0) and a user with only
+    # three candidate items.
+    scores = torch.tensor(
+        [
+            [9.0, 4.0, 4.0, 4.0, 1.0, 4.0, 0.5, 7.0],
+            [9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        ]
+    )
+    train_mask = torch.zeros(2, 8, dtype=torch.bool)
+    train_mask[0, 7] = True  # user 0's best non-padding item is a training item
+    train_mask[1, 1:5] = True
+    train_mask[1, 6] = True
+    top = topk_unobserved(scores, train_mask, k=4)
+    for u in range(2):
+        candidates = [i for i in range(1, 8) if not train_mask[u, i]]
+        assert top[u].tolist() == ref_topk(scores[u].tolist(), candidates, 4)
+    assert top.tolist() == [[1, 2, 3, 5], [7, 5, 0, 0]]
+
+
+def test_rank_ensemble_scores_sum_weighted_importances():
+    n_items = 10
+    # 2 teachers x 3 users x 4 positions; 0 = padding.
+    lists = torch.tensor(
+        [
+            [[3, 1, 7, 0], [2, 4, 6, 8], [0, 0, 0, 0]],
+            [[1, 3, 9, 2], [8, 6, 0, 0], [5, 0, 0, 0]],
+        ]
+    )
+    for weights in (None, [0.5, 2.0]):
+        dense = rank_ensemble_scores(lists, n_items, weights=weights)
+        for u in range(3):
+            expected = ref_ensemble_scores([lists[x, u].tolist() for x in range(2)], n_items, weights=weights)
+            assert torch.allclose(dense[u], torch.tensor(expected)), (weights, u)
+        assert (dense[:, 0] == 0).all()
+
+
+def test_rank_ensemble_topk_matches_reference_with_ties_exclusions_and_padding():
+    n_items = 12
+    lists = torch.tensor(
+        [
+            # user 0: items 1 and 2 tie (positions 1 and 2, swapped), as do
+            # items 3 and 5 (each first in one list).
+            [[3, 1, 2, 0], [4, 6, 8, 10], [7, 0, 0, 0]],
+            [[5, 2, 1, 0], [4, 9, 8, 11], [0, 0, 0, 0]],
+        ]
+    )
+    exclude = torch.zeros(3, n_items, dtype=torch.bool)
+    exclude[1, 4] = True  # both teachers' top item is excluded for user 1
+    top = rank_ensemble_topk(lists, n_items, k=6, exclude_mask=exclude)
+    for u in range(3):
+        excluded = {i for i in range(n_items) if exclude[u, i]}
+        expected = ref_ensemble_topk([lists[x, u].tolist() for x in range(2)], n_items, 6, excluded)
+        assert top[u].tolist() == expected
+    # user 0: ties go to the lower id; only 4 items are listed, so the tail
+    # is 0 padding (never an unlisted item with score 0).
+    assert top[0].tolist() == [1, 2, 3, 5, 0, 0]
+    assert top[2].tolist() == [7, 0, 0, 0, 0, 0]
+
+
+def test_rank_ensemble_topk_random_against_reference():
+    gen = torch.Generator().manual_seed(0)
+    n_items, k = 15, 7
+    lists = random_lists(gen, 3, 5, 6, n_items)
+    weights = [1.0, 0.5, 2.0]
+    exclude = torch.rand(5, n_items, generator=gen) < 0.2
+    top = rank_ensemble_topk(lists, n_items, k, weights=weights, exclude_mask=exclude)
+    for u in range(5):
+        excluded = {i for i in range(n_items) if exclude[u, i]}
+        expected = ref_ensemble_topk([lists[x, u].tolist() for x in range(3)], n_items, k, excluded, weights)
+        assert top[u].tolist() == expected
+
+
+# ----------------------------------------------------------------------------
+# dkc.py: discrepancy, threshold, rule
+# ----------------------------------------------------------------------------
+
+
+def test_discrepancy_is_one_minus_set_ndcg():
+    student = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 1, 0]])
+    teacher = torch.tensor([[4, 3, 2, 1], [9, 8, 7, 6], [1, 0, 0, 0]])
+    d = discrepancy(student, teacher)
+    assert d[0].item() == pytest.approx(0.0, abs=1e-6)  # same set, any order
+    assert d[1].item() == pytest.approx(1.0)  # disjoint
+    for u in range(3):
+        assert d[u].item() == pytest.approx(ref_discrepancy(student[u].tolist(), teacher[u].tolist()), abs=1e-6)
+
+
+def test_discrepancy_broadcasts_over_teachers_and_ignores_padding():
+    gen = torch.Generator().manual_seed(1)
+    teachers = random_lists(gen, 3, 4, 5, 9, pad_prob=0.5)  # [M=3, U=4, D=5]
+    student = random_lists(gen, 1, 4, 5, 9, pad_prob=0.5)[0]  # [U=4, D=5]
+    d = discrepancy(student, teachers)
+    assert d.shape == (3, 4)
+    for x in range(3):
+        for u in range(4):
+            ref = ref_discrepancy(student[u].tolist(), teachers[x, u].tolist())
+            assert d[x, u].item() == pytest.approx(ref, abs=1e-6)
+
+
+def test_threshold_decays_below_one_near_epoch_100():
+    assert dkc_threshold(1.05, 0.995, 0, 10) == pytest.approx(1.05)
+    assert dkc_threshold(1.05, 0.995, 10, 10) == pytest.approx(1.05 * 0.995)
+    assert dkc_threshold(1.05, 0.995, 90, 10) > 1.0
+    assert dkc_threshold(1.05, 0.995, 100, 10) < 1.0
+
+
+def test_advance_rule_cases():
+    nan = float("nan")
+    # One teacher, one column per case; last checkpoint index 3.
+    cases = [
+        # (checkpoint, d_ref, d_next, advances?)
+        (0, 0.60, 0.50, True),  # r = 1.2 > tau = 1.1: moved toward the next
+        (0, 0.54, 0.50, False),  # r = 1.08 in [1, tau]: wait
+        (0, 0.50, 0.50, False),  # r = 1: wait
+        (0, 0.40, 0.50, True),  # r = 0.8 < 1: moved away
+        (1, 0.30, 0.00, True),  # already matches the next checkpoint
+        (1, 0.00, 0.00, True),  # 0/0: still a match
+        (1, 0.00, 0.20, True),  # r = 0 < 1
+        (3, 0.90, 0.10, False),  # at the last checkpoint: never past it
+        (0, nan, 0.50, False),  # no reference yet
+        (0, 0.50, nan, False),
+    ]
+    checkpoint = torch.tensor([[c[0] for c in cases]])
+    d_ref = torch.tensor([[c[1] for c in cases]])
+    d_next = torch.tensor([[c[2] for c in cases]])
+    got = advance_rule(checkpoint, d_ref, d_next, tau=1.1, last=torch.tensor([[3]]))
+    assert got[0].tolist() == [c[3] for c in cases]
+
+
+# ----------------------------------------------------------------------------
+# dkc.py: curriculum state and steps
+# ----------------------------------------------------------------------------
+
+
+def test_curriculum_state_roundtrip_and_one_shot_teacher():
+    # Teacher 1 (e.g. EASE) has a single checkpoint: always at its last.
+    state = CurriculumState.start([4, 1], n_users=3)
+    assert state.at_last().tolist() == [[False] * 3, [True] * 3]
+    assert state.fraction_at_last() == pytest.approx(0.5)
+    assert state.finished(0.5) and not state.finished()
+    state.checkpoint[0] = 3
+    assert state.finished()
+
+    state.n_calls, state.switched = 7, True
+    state.d_ref[0, 1] = 0.25
+    saved = state.state_dict()
+    restored = CurriculumState.start([4, 1], n_users=3)
+    restored.load_state_dict(saved)
+    assert torch.equal(restored.checkpoint, state.checkpoint)
+    assert torch.equal(torch.isnan(restored.d_ref), torch.isnan(state.d_ref))
+    assert restored.d_ref[0, 1].item() == 0.25
+    assert (restored.n_calls, restored.switched) == (7, True)
+    with pytest.raises(ValueError):
+        CurriculumState.start([4, 1], n_users=5).load_state_dict(saved)
+
+
+def constructed_trajectories():
+    """One teacher, 3 checkpoints, 4 users, lists of depth 4 over 30 items.
+
+    Every user's checkpoint 1 list is {1, 2, 3, 4} and checkpoint 2 is
+    {5, 6, 7, 8}; checkpoint 0 is irrelevant to the rule.
+    """
+    traj = torch.zeros(1, 3, 4, 4, dtype=torch.long)
+    traj[0, 0] = torch.tensor([20, 21, 22, 23])
+    traj[0, 1] = torch.tensor([1, 2, 3, 4])
+    traj[0, 2] = torch.tensor([5, 6, 7, 8])
+    return traj
+
+
+def test_dkc_step_first_call_measures_reference_only():
+    traj = constructed_trajectories()
+    state = CurriculumState.start([3], n_users=4)
+    student = torch.tensor([[1, 2, 10, 11]] * 4)
+    stats = dkc_step(state, traj, None, student, epoch=10, depth=4)
+    assert stats["first_call"] and stats["n_advanced"] == 0
+    assert state.checkpoint.tolist() == [[0, 0, 0, 0]]
+    expected = ref_discrepancy([1, 2, 10, 11], [1, 2, 3, 4])
+    assert torch.allclose(state.d_ref, torch.full((1, 4), expected))
+    assert state.n_calls == 1
+
+
+def test_dkc_step_advances_on_constructed_discrepancies():
+    traj = constructed_trajectories()
+    state = CurriculumState.start([3], n_users=4)
+    dkc_step(state, traj, None, torch.tensor([[1, 2, 10, 11]] * 4), epoch=10, depth=4)
+    d_ref = state.d_ref[0, 0].item()
+
+    later = torch.tensor(
+        [
+            [1, 2, 3, 11],  # closer to checkpoint 1: r well above tau
+            [1, 2, 10, 11],  # unchanged: r = 1, waits while tau > 1
+            [1, 10, 11, 12],  # drifted away: r < 1
+            [1, 2, 3, 4],  # matches checkpoint 1: d_next = 0
+        ]
+    )
+    d_later = [ref_discrepancy(s, [1, 2, 3, 4]) for s in later.tolist()]
+    tau = dkc_threshold(1.05, 0.995, 20, 10)
+    assert d_ref / d_later[0] > tau and 1 <= d_ref / d_later[1] <= tau and d_ref / d_later[2] < 1
+
+    stats = dkc_step(state, traj, torch.tensor([3]), later, epoch=20, depth=4)
+    assert stats["tau"] == pytest.approx(tau)
+    assert state.checkpoint.tolist() == [[1, 0, 1, 1]]
+    # Advanced pairs now refer to checkpoint 2 = {5, 6, 7, 8}, measured with
+    # the student of this call; the waiting pair keeps its old reference.
+    for u in (0, 2, 3):
+        expected = ref_discrepancy(later[u].tolist(), [5, 6, 7, 8])
+        assert state.d_ref[0, u].item() == pytest.approx(expected)
+    assert state.d_ref[0, 1].item() == pytest.approx(d_ref)
+
+    # Moving on to checkpoint 2 (the last): the reference becomes NaN, and no
+    # further call takes the pair past it.
+    student = torch.tensor([[5, 6, 7, 8]] * 4)
+    dkc_step(state, traj, None, student, epoch=30, depth=4)
+    assert state.checkpoint[0, [0, 2, 3]].tolist() == [2, 2, 2]
+    assert torch.isnan(state.d_ref[0, [0, 2, 3]]).all()
+    for epoch in (40, 50, 60):
+        dkc_step(state, traj, None, student, epoch=epoch, depth=4)
+    assert state.checkpoint.max().item() == 2
+
+
+def test_curriculum_always_finishes_once_tau_drops_below_one():
+    gen = torch.Generator().manual_seed(2)
+    n_users, n_items = 6, 20
+    traj = torch.stack([random_lists(gen, 4, n_users, 5, n_items) for _ in range(3)])  # [M=3, T=4, U, 5]
+    n_ckpt = torch.tensor([4, 2, 1])  # includes a one-shot teacher
+    state = CurriculumState.start(n_ckpt, n_users)
+    # A student that never changes: ratios stay at 1, so only tau < 1 moves it.
+    student = random_lists(gen, 1, n_users, 5, n_items, pad_prob=0.0)[0]
+    epochs = []
+    for call in range(1, 40):
+        dkc_step(state, traj, n_ckpt, student, epoch=10 * call, alpha=1.05, decay=0.9, depth=5)
+        epochs.append(10 * call)
+        if state.finished():
+            break
+    assert state.finished()
+    assert state.checkpoint.tolist() == [[3] * n_users, [1] * n_users, [0] * n_users]
+    # tau = 1.05 * 0.9^(t/10) < 1 from t = 10 on, so at most one advance per call
+    # after the first: 1 + 3 calls suffice for 4 checkpoints.
+    assert len(epochs) <= 4
+
+
+def test_batched_dkc_step_and_targets_equal_per_user_loop():
+    gen = torch.Generator().manual_seed(3)
+    n_teachers, t_max, n_users, length, n_items, depth, k = 3, 4, 7, 6, 16, 5, 8
+    traj = torch.stack([random_lists(gen, t_max, n_users, length, n_items) for _ in range(n_teachers)])
+    traj = traj.to(torch.int32)  # trajectories are stored as int32
+    n_ckpt = [4, 3, 1]
+    state = CurriculumState.start(n_ckpt, n_users)
+
+    ckpt = [[0] * n_users for _ in range(n_teachers)]
+    d_ref = [[math.nan] * n_users for _ in range(n_teachers)]
+    rnd = random.Random(3)
+    student = torch.zeros(n_users, depth + 2, dtype=torch.long)
+    for call, epoch in enumerate(range(10, 160, 10)):
+        # Each user's student list either stays (ratio exactly 1: waits while
+        # tau > 1) or jumps near a random checkpoint (ratios above and below).
+        for u in range(n_users):
+            if call > 0 and rnd.random() < 0.4:
+                continue
+            x, t = rnd.randrange(n_teachers), rnd.randrange(t_max)
+            base = [i for i in traj[x, t, u].tolist() if i != 0]
+            pool = base + [i for i in range(1, n_items) if i not in base]
+            picked = pool[: rnd.randrange(1, depth)] + rnd.sample(pool[depth:], k=depth + 2)
+            picked = list(dict.fromkeys(picked))[: depth + 2]
+            student[u] = 0
+            student[u, : len(picked)] = torch.tensor(picked)
+        # alpha 1.3, decay 0.97: tau > 1 until epoch 90, then below 1.
+        tau = dkc_threshold(1.3, 0.97, epoch, 10)
+        ref_dkc_step(ckpt, d_ref, call, traj.tolist(), n_ckpt, student.tolist(), tau, depth)
+        dkc_step(
+            state, traj, torch.tensor(n_ckpt), student, epoch, alpha=1.3, decay=0.97, depth=depth, chunk_size=3
+        )
+
+        assert state.checkpoint.tolist() == ckpt, f"call {call}"
+        got = state.d_ref.tolist()
+        for x in range(n_teachers):
+            for u in range(n_users):
+                assert (math.isnan(got[x][u]) and math.isnan(d_ref[x][u])) or got[x][u] == pytest.approx(
+                    d_ref[x][u], abs=1e-6
+                )
+
+        targets = build_targets(traj, state.checkpoint, n_items, k, chunk_size=3)
+        for u in range(n_users):
+            lists = [traj[x, ckpt[x][u], u].tolist() for x in range(n_teachers)]
+            assert targets[u].tolist() == ref_ensemble_topk(lists, n_items, k)
+    assert state.finished()
+
+
+def test_build_targets_can_exclude_training_items():
+    traj = torch.tensor([[[[3, 1, 2]]], [[[1, 4, 0]]]])  # M=2, T=1, U=1, N=3
+    checkpoint = torch.zeros(2, 1, dtype=torch.long)
+    no_mask = build_targets(traj, checkpoint, n_items=6, k=4)
+    assert no_mask.tolist() == [[1, 3, 4, 2]]
+
+    def train_items(users):
+        mask = torch.zeros(len(users), 6, dtype=torch.bool)
+        mask[:, 1] = True
+        return mask
+
+    masked = build_targets(traj, checkpoint, n_items=6, k=4, train_mask_fn=train_items)
+    assert masked.tolist() == [[3, 4, 2, 0]]
+
+
+# ----------------------------------------------------------------------------
+# akt.py
+# ----------------------------------------------------------------------------
+
+
+def test_plackett_luce_with_padding_and_negative_sets():
+    scores = torch.tensor(
+        [
+            [0.0, 2.0, -1.0, 0.5, 3.0, 1.0, -2.0, 0.0, 1.5],
+            [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # all tied
+            [0.0, 50.0, -60.0, 0.3, 0.1, 2.0, 0.0, 0.0, 0.0],  # clamped scores
+        ],
+        dtype=torch.float64,
+    )
+    ranked = torch.tensor([[4, 0, 1, 5], [2, 7, 3, 0], [2, 1, 5, 3]])
+    ranked_mask = torch.tensor(
+        [[True, False, True, True], [True, True, True, False], [True, True, False, True]]
+    )
+    negative_mask = torch.zeros(3, 9, dtype=torch.bool)
+    negative_mask[0, [3, 6, 8]] = True
+    negative_mask[1, [1, 4]] = True
+    # user 2: empty negative set.
+    loss = plackett_luce(scores, ranked, ranked_mask, negative_mask)
+    for u in range(3):
+        listed = [i for i, m in zip(ranked[u].tolist(), ranked_mask[u].tolist()) if m and i != 0]
+        negatives = [j for j in range(9) if negative_mask[u, j]]
+        assert loss[u].item() == pytest.approx(ref_plackett_luce(scores[u].tolist(), listed, negatives))
+
+
+def akt_case():
+    """3 users, 12 items; observed lists and targets with padding."""
+    gen = torch.Generator().manual_seed(4)
+    scores = torch.randn(3, 12, generator=gen, dtype=torch.float64) * 2
+    scores[1, 5] = scores[1, 6] = scores[1, 7]  # ties do not matter to losses
+    train_mask = torch.zeros(3, 12, dtype=torch.bool)
+    train_mask[0, [1, 2, 3]] = True
+    train_mask[1, [4, 5]] = True
+    train_mask[2, [9, 10, 11]] = True
+    observed = torch.tensor([[2, 1, 3], [5, 4, 0], [11, 9, 10]])
+    observed_mask = torch.tensor([[True, True, True], [True, True, False], [True, False, True]])
+    target = torch.tensor([[7, 4, 9, 5, 0], [1, 2, 3, 6, 7], [2, 0, 0, 0, 0]])
+    return scores, observed, observed_mask, target, train_mask
+
+
+def items_of(train_mask):
+    """The losses take each user's training items as 0-padded id lists, not a mask."""
+    lists = [torch.nonzero(row).flatten().tolist() for row in train_mask]
+    width = max(1, max(len(x) for x in lists))
+    return torch.tensor([x + [0] * (width - len(x)) for x in lists])
+
+
+def _valid(ids, mask=None):
+    mask = mask if mask is not None else [True] * len(ids)
+    return [i for i, m in zip(ids, mask) if m and i != 0]
+
+
+def test_overall_loss_each_item_against_the_rest():
+    scores, observed, observed_mask, target, train_mask = akt_case()
+    loss = overall_loss(scores, observed, observed_mask, target, items_of(train_mask))
+    for u in range(3):
+        train = {i for i in range(12) if train_mask[u, i]}
+        expected = ref_overall(
+            scores[u].tolist(),
+            _valid(observed[u].tolist(), observed_mask[u].tolist()),
+            _valid(target[u].tolist()),
+            train,
+        )
+        assert loss[u].item() == pytest.approx(expected)
+
+
+def test_detailed_loss_small_cutoffs():
+    scores, observed, observed_mask, target, train_mask = akt_case()
+    loss = detailed_loss(
+        scores, observed, observed_mask, target, items_of(train_mask), n_observed=2, n_long=4, n_short=2, target_weight=0.5
+    )
+    for u in range(3):
+        train = {i for i in range(12) if train_mask[u, i]}
+        obs = _valid(observed[u, :2].tolist(), observed_mask[u, :2].tolist())
+        tgt = target[u].tolist()
+        expected = ref_detailed(
+            scores[u].tolist(), obs, _valid(tgt[:4]), train, 2, len(_valid(tgt[:4])), len(_valid(tgt[:2])), 0.5
+        )
+        assert loss[u].item() == pytest.approx(expected)
+
+
+def test_detailed_loss_default_cutoffs():
+    gen = torch.Generator().manual_seed(5)
+    n_users, n_items = 2, 90
+    scores = torch.randn(n_users, n_items, generator=gen, dtype=torch.float64)
+    train_mask = torch.zeros(n_users, n_items, dtype=torch.bool)
+    train_mask[:, 1:15] = True
+    observed = torch.arange(14, 0, -1).repeat(n_users, 1)  # 14 ranked, 10 used
+    observed_mask = torch.ones_like(observed, dtype=torch.bool)
+    target = torch.stack([torch.randperm(75, generator=gen)[:60] + 15 for _ in range(n_users)])
+    target[1, 55:] = 0
+    loss = detailed_loss(scores, observed, observed_mask, target, items_of(train_mask))
+    for u in range(n_users):
+        tgt = _valid(target[u].tolist())
+        expected = ref_detailed(scores[u].tolist(), observed[u, :10].tolist(), tgt, set(range(1, 15)), 10, 50, 10, 0.5)
+        assert loss[u].item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("extreme", [1000.0, -1000.0])
+def test_losses_have_finite_gradients_at_extreme_scores(extreme):
+    _, observed, observed_mask, target, train_mask = akt_case()
+    scores = torch.full((3, 12), extreme, requires_grad=True)
+    with torch.no_grad():
+        scores[:, ::2] *= -1  # mix +-1000
+    losses = [
+        overall_loss(scores, observed, observed_mask, target, items_of(train_mask)).sum(),
+        detailed_loss(scores, observed, observed_mask, target, items_of(train_mask), n_long=4, n_short=2).sum(),
+        plackett_luce(scores, target, target != 0, torch.zeros(3, 12, dtype=torch.bool)).sum(),
+    ]
+    for loss in losses:
+        (grad,) = torch.autograd.grad(loss, scores)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+def test_full_scores_match_autograd_values_and_gradients():
+    from recbole_hetcomp.distill.mf import full_scores
+
+    gen = torch.Generator().manual_seed(9)
+    user_e = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    item_e = torch.randn(7, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(full_scores(user_e, item_e), user_e @ item_e.T)
+    assert torch.autograd.gradcheck(full_scores, (user_e, item_e))
