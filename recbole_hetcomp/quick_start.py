@@ -13,12 +13,14 @@ from logging import getLogger
 from time import time
 
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_flops, init_logger, init_seed, set_color
+from recbole.trainer import Trainer
+from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.trainer.trajectory import recording_trainer
-from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder
+from recbole_hetcomp.compat import with_compat
+from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, full_sort_inference_time
 from recbole_hetcomp.trajectory.teachers import parse_teachers
 from recbole_hetcomp.trajectory.store import (
     Trajectory,
@@ -173,6 +175,61 @@ def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result,
     }
 
 
+def _metric_row(name, kind, test_result, parameters, inference_s, valid_result=None):
+    return {
+        "name": name,
+        "kind": kind,
+        "parameters": int(parameters),
+        "inference_time_s": None if inference_s is None else round(float(inference_s), 4),
+        "test_result": _plain(test_result),
+        "valid_result": _plain(valid_result),
+    }
+
+
+def distillation_rows(config, trajectories, valid_data, test_data, train_dataset):
+    """Rows for each teacher (from its trajectory file) and for their rank ensemble.
+
+    The ensemble is evaluated here with RecBole's full-sort evaluation and masking; its
+    inference cost is every teacher's plus the aggregation.
+    """
+    from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
+
+    rows = []
+    for t in trajectories:
+        rows.append(_metric_row(
+            t.teacher, "teacher", t.meta.get("test_result", {}), t.meta.get("parameters", 0),
+            t.meta.get("inference_time_s"), t.meta.get("valid_result", {}),
+        ))
+    ensemble = RankEnsemble(config, train_dataset).to(config["device"])
+    evaluator = with_compat(Trainer)(config, ensemble)
+    valid_result = evaluator.evaluate(valid_data, load_best_model=False)
+    test_result = evaluator.evaluate(test_data, load_best_model=False)
+    aggregation = full_sort_inference_time(ensemble, train_dataset, max(config["topk"]), config["eval_batch_size"])
+    teacher_times = [r["inference_time_s"] for r in rows]
+    total = None if None in teacher_times else sum(teacher_times) + aggregation
+    rows.append(_metric_row(
+        "Ensemble", "ensemble", test_result, sum(r["parameters"] for r in rows), total, valid_result
+    ))
+    return rows
+
+
+def format_summary(rows, topk=(10, 20, 50)):
+    """A plain-text results table (test metrics), one row per model."""
+    metrics = [f"{m}@{k}" for m in ("recall", "ndcg") for k in topk]
+    header = ["model", "params", "infer s"] + [m.replace("recall", "R").replace("ndcg", "N") for m in metrics]
+    lines = [header]
+    for r in rows:
+        t = r["inference_time_s"]
+        lines.append(
+            [r["name"], f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
+            + [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines]
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(out)
+
+
 def run_recbole_hetcomp(
     model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, read_command_line=True
 ):
@@ -215,12 +272,18 @@ def run_recbole_hetcomp(
 
     dataset = create_dataset(config)
     logger.info(dataset)
+    if max(config["topk"]) >= dataset.item_num:
+        raise ConfigError(
+            f"topk {max(config['topk'])} is not smaller than the catalogue ({dataset.item_num - 1} items): "
+            f"lower --topk, e.g. --topk=[5,10]"
+        )
     train_data, valid_data, test_data = data_preparation(config, dataset)
     train_dataset = train_data._dataset
 
     model_class = get_model(config["model"])
+    trajectories = None
     if getattr(model_class, "uses_teachers", False):
-        ensure_teacher_trajectories(config, train_dataset)
+        trajectories = ensure_teacher_trajectories(config, train_dataset)
         logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -251,6 +314,17 @@ def run_recbole_hetcomp(
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
+    inference_time = full_sort_inference_time(model, train_dataset, max(config["topk"]), config["eval_batch_size"])
+    rows = None
+    if trajectories is not None:
+        rows = distillation_rows(config, trajectories, valid_data, test_data, train_dataset)
+        if config["model"] != "RankEnsemble":
+            rows.append(_metric_row(
+                config["model"], "student", test_result, sum(p.numel() for p in model.parameters()),
+                inference_time, best_valid_result,
+            ))
+        logger.info(set_color("summary (test)", "yellow") + "\n" + format_summary(rows, config["topk"]))
+
     if recorder is not None:
         topn, observed, kept = recorder.checkpoints(
             config["trajectory_checkpoints"],
@@ -261,6 +335,7 @@ def run_recbole_hetcomp(
         name = config["trajectory_name"] or config["model"]
         path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
         meta = _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time)
+        meta["inference_time_s"] = round(inference_time, 4)
         save_trajectory(path, Trajectory(teacher=name, topn=topn, observed=observed, meta=meta))
         logger.info(
             set_color("trajectory", "green")
@@ -276,10 +351,15 @@ def run_recbole_hetcomp(
         "valid_result": _plain(best_valid_result),
         "test_result": _plain(test_result),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "inference_time_s": round(inference_time, 4),
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time() - start, 3),
         "config": config_essentials(config),
     }
+    if rows is not None:
+        result["rows"] = rows
+    if getattr(trainer, "dkc_history", None):
+        result["dkc_history"] = trainer.dkc_history
     if recorder is not None:
         result["recording_time_s"] = round(recorder.recording_time, 3)
     if config["result_file"]:

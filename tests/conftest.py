@@ -55,3 +55,40 @@ def run_cli(workdir):
         )
 
     return run
+
+
+def write_tiny_dataset(folder, name="tiny", n_users=60, n_items=90, per_user=14, seed=0):
+    """Write a small clustered implicit dataset in RecBole atomic format; return data_path.
+
+    Users of cluster c mostly pick items of cluster c, so every model has something to learn.
+    """
+    import random
+
+    rng = random.Random(seed)
+    clusters = 3
+    rows = []
+    for u in range(1, n_users + 1):
+        c = u % clusters
+        own = [i for i in range(1, n_items + 1) if i % clusters == c]
+        chosen = set(rng.sample(own, min(per_user - 2, len(own))))
+        while len(chosen) < per_user:
+            chosen.add(rng.randint(1, n_items))
+        rows += [f"u{u}\ti{i}" for i in sorted(chosen)]
+    path = folder / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"{name}.inter").write_text("user_id:token\titem_id:token\n" + "\n".join(rows) + "\n")
+    return str(folder)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """config_dict entries that point RecBole at a freshly written tiny dataset."""
+    data_path = write_tiny_dataset(tmp_path / "data")
+    return {
+        "dataset": "tiny",
+        "data_path": data_path,
+        "show_progress": False,
+        "state": "WARNING",
+        "trajectory_dir": str(tmp_path / "trajectories"),
+        "checkpoint_dir": str(tmp_path / "saved"),
+    }

@@ -188,3 +188,23 @@ class TrajectoryRecorder:
         topn = np.stack([self.snapshots[i][0] for i in chosen])
         observed = np.stack([self.snapshots[i][1] for i in chosen])
         return topn, observed, [self.evaluations[i] for i in chosen]
+
+
+def full_sort_inference_time(model, train_dataset, k=50, batch_scores=1_000_000):
+    """Seconds to serve every user: score the catalogue, mask training items, take the top-k.
+
+    The same measure for teachers, ensemble and student, so their costs compare.
+
+    Args:
+        model (AbstractRecommender): a trained model.
+        train_dataset (Dataset): the training split (its items are masked).
+        k (int): list length served.
+        batch_scores (int): scores per batch (users x items).
+
+    Returns:
+        float: wall seconds for all users, at the current torch thread count.
+    """
+    timer = TrajectoryRecorder(train_dataset, top_n=k, n_observed=0, batch_scores=batch_scores)
+    start = perf_counter()
+    timer.rank_all_users(model)
+    return perf_counter() - start

@@ -1,0 +1,229 @@
+"""Teachers' trajectories: recording, the store, fingerprints, and the rank ensemble."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.quick_start import run_recbole_hetcomp
+from recbole_hetcomp.trajectory.recorder import select_checkpoints
+from recbole_hetcomp.trajectory.store import (
+    Trajectory,
+    TrajectoryError,
+    load_trajectory,
+    read_metadata,
+    save_trajectory,
+    trajectory_path,
+)
+from recbole_hetcomp.trajectory.teachers import parse_teachers
+
+
+def record(tiny, model, **overrides):
+    config = dict(tiny, record_trajectory=True, **overrides)
+    result = run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config, read_command_line=False)
+    path = trajectory_path(tiny["trajectory_dir"], "tiny", overrides.get("trajectory_name") or model)
+    return result, path
+
+
+def dataset_splits(tiny, model="BPR"):
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hetcomp.config import Config
+
+    config = Config(model=model, dataset="tiny", config_dict=dict(tiny), read_command_line=False)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, data_preparation(config, create_dataset(config))
+
+
+# --- checkpoint selection rule -------------------------------------------------------
+
+
+def test_progress_rule_picks_first_validation_reaching_each_fraction_of_best():
+    scores = [0.05, 0.12, 0.2, 0.31, 0.35, 0.4, 0.39]
+    # best 0.4 at index 5; 1/4, 2/4, 3/4 of it: 0.1, 0.2, 0.3
+    assert select_checkpoints(scores, 4, "progress") == [1, 2, 3, 5]
+
+
+def test_ties_take_the_later_best_like_recbole_early_stopping():
+    assert select_checkpoints([0.1, 0.3, 0.3], 1) == [2]
+
+
+def test_even_and_epochs_rules_and_duplicates_collapse():
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert select_checkpoints(scores, 3, "even") == [0, 2, 4]
+    # epoch 15 -> the validation at epoch 20; 35 is past every validation before the best
+    assert select_checkpoints(scores, 3, "epochs", epochs=[0, 10, 20, 30, 40], explicit_epochs=[15, 35]) == [2, 4]
+    # a teacher that is good at once: the fractions all hit the first validation
+    assert select_checkpoints([0.9, 0.95, 1.0], 4) == [0, 2]
+    # one validation (one-shot models such as EASE): a single checkpoint
+    assert select_checkpoints([0.3], 4) == [0]
+
+
+def test_bad_rule_settings_are_clear():
+    with pytest.raises(ConfigError, match="must be one of"):
+        select_checkpoints([0.1], 2, "sometimes")
+    with pytest.raises(ConfigError, match=">= 1"):
+        select_checkpoints([0.1], 0)
+    with pytest.raises(ConfigError, match="no validation"):
+        select_checkpoints([], 4)
+
+
+# --- recording -----------------------------------------------------------------------
+
+
+def test_recorded_lists_hold_no_training_item_and_no_padding(tiny):
+    result, path = record(tiny, "BPR", epochs=6, learning_rate=0.01)
+    config, (train, valid, test) = dataset_splits(tiny)
+    trajectory = load_trajectory(path)
+    history = train.dataset.history_item_matrix()[0].numpy()
+    assert trajectory.n_checkpoints >= 2
+    assert trajectory.meta["checkpoint_epochs"][-1] == max(
+        (e for e, s in trajectory.meta["all_validations"] if s == result["best_valid_score"])
+    )
+    for topn in trajectory.topn:
+        for u in range(1, topn.shape[0]):
+            listed = topn[u][topn[u] != 0]
+            assert len(listed) == len(set(listed))
+            assert not set(listed) & set(history[u][history[u] != 0])
+            # padding only ever at the end (a tiny catalogue has fewer than N unobserved items)
+            assert (topn[u][: len(listed)] != 0).all()
+    for observed in trajectory.observed:
+        for u in range(1, observed.shape[0]):
+            ranked = observed[u][observed[u] != 0]
+            assert set(ranked) <= set(history[u][history[u] != 0])
+    assert (trajectory.topn[:, 0] == 0).all()
+
+
+def test_recall_from_recorded_final_checkpoint_equals_recbole_validation(tiny):
+    result, path = record(tiny, "BPR", epochs=5, learning_rate=0.01)
+    config, (train, valid, test) = dataset_splits(tiny)
+    final = load_trajectory(path).topn[-1]
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    users = valid.dataset.inter_feat[uid].numpy()
+    items = valid.dataset.inter_feat[iid].numpy()
+    recalls = []
+    for u in np.unique(users):
+        relevant = set(items[users == u])
+        recalls.append(len(relevant & set(final[u][:10])) / len(relevant))
+    assert round(float(np.mean(recalls)), 4) == result["valid_result"]["recall@10"]
+
+
+def test_recording_does_not_change_training(tiny):
+    plain = run_recbole_hetcomp(model="BPR", dataset="tiny", config_dict=dict(tiny, epochs=3), read_command_line=False)
+    recorded, _ = record(tiny, "BPR", epochs=3)
+    assert plain["test_result"] == recorded["test_result"]
+
+
+def test_one_shot_model_yields_one_checkpoint(tiny):
+    _, path = record(tiny, "EASE")
+    trajectory = load_trajectory(path)
+    assert trajectory.n_checkpoints == 1
+    assert trajectory.meta["checkpoint_epochs"] == [0]
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+def small_trajectory():
+    rng = np.random.default_rng(0)
+    topn = rng.integers(1, 20, size=(3, 5, 4)).astype(np.int32)
+    observed = rng.integers(0, 20, size=(3, 5, 2)).astype(np.int32)
+    meta = {"fingerprint": {"dataset": "x", "n_users": 5, "n_items": 20, "settings": {"seed": 1}},
+            "checkpoint_epochs": [1, 2, 3], "teacher_config": {"model": "BPR"}}
+    return Trajectory("BPR", topn, observed, meta)
+
+
+def test_store_round_trip_without_pickle(tmp_path):
+    path = str(tmp_path / "x" / "BPR.safetensors")
+    save_trajectory(path, small_trajectory())
+    loaded = load_trajectory(path, expected_fingerprint=small_trajectory().meta["fingerprint"])
+    assert np.array_equal(loaded.topn, small_trajectory().topn)
+    assert np.array_equal(loaded.observed, small_trajectory().observed)
+    assert loaded.meta["checkpoint_epochs"] == [1, 2, 3]
+    assert read_metadata(path)["teacher"] == "BPR"
+    # plain arrays: readable by safetensors alone, no pickle involved
+    from safetensors.numpy import load_file
+
+    assert set(load_file(path)) == {"topn", "observed"}
+    assert not [f for f in os.listdir(tmp_path / "x") if f.startswith(".tmp-")]
+
+
+def test_fingerprint_mismatch_says_what_differs(tmp_path):
+    path = str(tmp_path / "BPR.safetensors")
+    save_trajectory(path, small_trajectory())
+    other = dict(small_trajectory().meta["fingerprint"], settings={"seed": 2})
+    with pytest.raises(TrajectoryError, match=r"another dataset split \(seed: file has 1, this run has 2\).*retrain BPR"):
+        load_trajectory(path, expected_fingerprint=other)
+
+
+def test_truncated_or_reshaped_files_fail_clearly(tmp_path):
+    path = tmp_path / "BPR.safetensors"
+    save_trajectory(str(path), small_trajectory())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TrajectoryError, match="damaged"):
+        load_trajectory(str(path))
+    wrong = small_trajectory()
+    wrong.meta["fingerprint"]["n_users"] = 7
+    save_trajectory(str(path), wrong)
+    with pytest.raises(TrajectoryError, match="inconsistent"):
+        load_trajectory(str(path))
+
+
+def test_teacher_list_errors():
+    with pytest.raises(ConfigError, match="teachers is empty"):
+        parse_teachers([])
+    with pytest.raises(ConfigError, match="teacher: unknown model 'LigthGCN'.*LightGCN"):
+        parse_teachers(["BPR", "LigthGCN"])
+    with pytest.raises(ConfigError, match="appears twice"):
+        parse_teachers(["BPR", {"model": "BPR"}])
+    assert parse_teachers(["BPR", {"model": "BPR", "name": "BPR-d8", "embedding_size": 8}]) == [
+        ("BPR", "BPR", {}), ("BPR-d8", "BPR", {"embedding_size": 8})
+    ]
+
+
+def test_trajectory_of_another_split_is_refused_by_the_pipeline(tiny):
+    record(tiny, "BPR", epochs=2)
+    with pytest.raises(TrajectoryError, match="another dataset split"):
+        run_recbole_hetcomp(
+            model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], seed=99),
+            read_command_line=False,
+        )
+
+
+# --- the ensemble --------------------------------------------------------------------
+
+
+def test_ensemble_of_one_teacher_equals_the_teacher(tiny):
+    teacher, _ = record(tiny, "BPR", epochs=5, learning_rate=0.01)
+    ensemble = run_recbole_hetcomp(
+        model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"]), read_command_line=False
+    )
+    assert ensemble["valid_result"] == teacher["valid_result"]
+    for k in (10, 20):
+        assert ensemble["test_result"][f"ndcg@{k}"] == teacher["test_result"][f"ndcg@{k}"]
+
+
+def test_ensemble_trains_missing_teachers_then_reuses_them(tiny):
+    config = dict(tiny, teachers=["BPR", {"model": "EASE", "reg_weight": 10.0}], teacher_defaults={"epochs": 2})
+    first = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
+    paths = [trajectory_path(tiny["trajectory_dir"], "tiny", n) for n in ("BPR", "EASE")]
+    stamps = [os.stat(p).st_mtime_ns for p in paths]
+    second = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
+    assert [os.stat(p).st_mtime_ns for p in paths] == stamps
+    assert first["test_result"] == second["test_result"]
+    assert [r["name"] for r in second["rows"]] == ["BPR", "EASE", "Ensemble"]
+    assert load_trajectory(paths[1]).meta["teacher_config"]["model_properties"]["reg_weight"] == 10.0
+
+
+def test_ensemble_weights_must_match_teacher_count(tiny):
+    record(tiny, "BPR", epochs=2)
+    with pytest.raises(ConfigError, match="1 teachers"):
+        run_recbole_hetcomp(
+            model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], ensemble_weights=[1.0, 2.0]),
+            read_command_line=False,
+        )
