@@ -352,6 +352,7 @@ def run_recbole_hetcomp(
         "test_result": _plain(test_result),
         "parameters": sum(p.numel() for p in model.parameters()),
         "inference_time_s": round(inference_time, 4),
+        "checkpoint_file": trainer.saved_model_file if saved else None,
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time() - start, 3),
         "config": config_essentials(config),

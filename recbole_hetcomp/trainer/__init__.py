@@ -1,3 +1,4 @@
 from recbole_hetcomp.trainer.hetcomp import HetCompTrainer
+from recbole_hetcomp.trainer.rankensemble import RankEnsembleTrainer
 
-__all__ = ["HetCompTrainer"]
+__all__ = ["HetCompTrainer", "RankEnsembleTrainer"]
