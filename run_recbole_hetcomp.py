@@ -1,6 +1,6 @@
 """Run any RecBole or recbole-hetcomp model, RecBole-style.
 
-    python run_recbole_hetcomp.py                      # the main job on ml-100k (bundled, offline)
+    python run_recbole_hetcomp.py                      # the main job: HetComp on ml-100k (bundled, offline)
     python run_recbole_hetcomp.py --model=HetComp --dataset=ml-1m --data_path=../shared/data
     python run_recbole_hetcomp.py --model=LightGCN --dataset=ml-100k --epochs=20
     python run_recbole_hetcomp.py --config_files="a.yaml b.yaml" --learning_rate=0.01
@@ -11,7 +11,7 @@ Every ``--key=value`` overrides a config key, as in RecBole's run_recbole.py.
 import argparse
 import sys
 
-DEFAULT_MODEL = "BPR"
+DEFAULT_MODEL = "HetComp"
 DEFAULT_DATASET = "ml-100k"
 
 

@@ -12,6 +12,7 @@ import tempfile
 from logging import getLogger
 from time import time
 
+import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed, set_color
@@ -262,6 +263,8 @@ def run_recbole_hetcomp(
     )
     check_result_file(config["result_file"])
     check_dataset_files(config)
+    if config["torch_num_threads"]:
+        torch.set_num_threads(int(config["torch_num_threads"]))
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
