@@ -22,8 +22,11 @@ def main(argv=None):
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
     args, _ = parser.parse_known_args(argv)
 
+    from recbole_hetcomp.compat import quiet_known_warnings
     from recbole_hetcomp.errors import HetCompError
     from recbole_hetcomp.quick_start import run_recbole_hetcomp
+
+    quiet_known_warnings()
 
     config_files = args.config_files.strip().split() if args.config_files else None
     try:

@@ -94,3 +94,16 @@ def with_compat(trainer_class):
             {"__module__": trainer_class.__module__, "__doc__": trainer_class.__doc__},
         )
     return _COMPAT_CLASSES[trainer_class]
+
+
+def quiet_known_warnings():
+    """Silence the FutureWarnings RecBole 1.2.1 itself triggers on pandas 2.x and torch 2.13.
+
+    Every dataset load warns about chained ``fillna(inplace=True)`` and every trainer about
+    ``torch.cuda.amp.GradScaler``: noise in each run's output that users cannot act on.
+    Only warnings raised from RecBole's own modules are filtered; called by the command-line
+    entry point, not on import.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")

@@ -71,6 +71,33 @@ def check_result_file(path):
         raise ConfigError(f"result_file folder {folder} is not writable: choose another --result_file")
 
 
+def check_trajectory_settings(config):
+    """Fail before training when trajectories could not be recorded or stored."""
+    from recbole_hetcomp.trajectory.recorder import CHECKPOINT_RULES
+
+    n_ckpt, topn, observed = config["trajectory_checkpoints"], config["trajectory_topn"], config["trajectory_observed"]
+    if not isinstance(n_ckpt, int) or n_ckpt < 1:
+        raise ConfigError(f"trajectory_checkpoints (T) must be an integer >= 1, got {n_ckpt!r}")
+    if not isinstance(topn, int) or topn < 1:
+        raise ConfigError(f"trajectory_topn must be an integer >= 1, got {topn!r}")
+    if not isinstance(observed, int) or observed < 0:
+        raise ConfigError(f"trajectory_observed must be an integer >= 0, got {observed!r}")
+    rule = config["trajectory_checkpoint_rule"]
+    if rule not in CHECKPOINT_RULES:
+        raise ConfigError(f"trajectory_checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {rule!r}")
+    if rule == "epochs" and not config["trajectory_checkpoint_epochs"]:
+        raise ConfigError("trajectory_checkpoint_rule 'epochs' needs trajectory_checkpoint_epochs, e.g. [10, 20, 40]")
+    if rule == "even" and config["trajectory_keep"] != "all":
+        raise ConfigError("trajectory_checkpoint_rule 'even' needs every validation kept: set trajectory_keep: all")
+    folder = os.path.join(config["trajectory_dir"], config["dataset"])
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"trajectory_dir {config['trajectory_dir']} cannot be created ({err.strerror}): choose another --trajectory_dir") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"trajectory folder {folder} is not writable: choose another --trajectory_dir")
+
+
 def write_json_atomic(path, payload):
     """Write JSON so that readers see the old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -275,6 +302,13 @@ def run_recbole_hetcomp(
 
     dataset = create_dataset(config)
     logger.info(dataset)
+    metric = str(config["valid_metric"]).lower()
+    reported = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]}
+    if "@" in metric and metric not in reported:
+        raise ConfigError(
+            f"valid_metric {config['valid_metric']} is not among the reported metrics ({', '.join(sorted(reported))}): "
+            f"add its K to --topk or choose another --valid_metric"
+        )
     if max(config["topk"]) >= dataset.item_num:
         raise ConfigError(
             f"topk {max(config['topk'])} is not smaller than the catalogue ({dataset.item_num - 1} items): "
@@ -284,6 +318,12 @@ def run_recbole_hetcomp(
     train_dataset = train_data._dataset
 
     model_class = get_model(config["model"])
+    if getattr(model_class, "uses_teachers", False):
+        parse_teachers(config["teachers"])
+    if hasattr(model_class, "check_settings"):
+        model_class.check_settings(config, dataset.item_num)
+    if config["record_trajectory"] or getattr(model_class, "uses_teachers", False):
+        check_trajectory_settings(config)
     trajectories = None
     if getattr(model_class, "uses_teachers", False):
         trajectories = ensure_teacher_trajectories(config, train_dataset)

@@ -90,7 +90,7 @@ class HetComp(GeneralRecommender):
         self.detailed_long = config["detailed_long"]
         self.detailed_short = config["detailed_short"]
         self.chunk_size = config["dkc_chunk_size"]
-        self._check_settings(config, dataset)
+        self.check_settings(config, dataset.item_num)
 
         # teachers' trajectories: loaded from files validated against this split, so
         # they are not part of the checkpoint
@@ -126,21 +126,40 @@ class HetComp(GeneralRecommender):
         self.apply(xavier_normal_initialization)
         self.rebuild_targets()
 
-    def _check_settings(self, config, dataset):
+    @staticmethod
+    def check_settings(config, n_items):
+        """Refuse bad settings before any teacher or student trains.
+
+        Args:
+            config (Config): the run's config.
+            n_items (int): catalogue size including RecBole's padding item.
+
+        Raises:
+            ConfigError: the first problem found, with the key, the value and the rule.
+        """
+        k, depth, n_observed = config["hetcomp_k"], config["discrepancy_depth"], config["observed_k"]
         problems = []
-        if not isinstance(self.k, int) or self.k <= 0:
-            problems.append(f"hetcomp_k must be a positive integer, got {self.k!r}")
-        elif self.k >= dataset.item_num:
-            problems.append(f"hetcomp_k={self.k} is not smaller than the catalogue ({dataset.item_num - 1} items)")
-        if not isinstance(self.depth, int) or not 0 < self.depth <= (self.k if isinstance(self.k, int) else 0):
-            problems.append(f"discrepancy_depth must be in [1, hetcomp_k], got {self.depth!r}")
+        if not isinstance(k, int) or k <= 0:
+            problems.append(f"hetcomp_k must be a positive integer, got {k!r}")
+        elif k >= n_items:
+            problems.append(f"hetcomp_k={k} is not smaller than the catalogue ({n_items - 1} items): lower --hetcomp_k")
+        elif not isinstance(depth, int) or not 0 < depth <= k:
+            problems.append(f"discrepancy_depth must be in [1, hetcomp_k={k}], got {depth!r}")
+        elif config["trajectory_topn"] < k:
+            problems.append(
+                f"hetcomp_k={k} needs teachers' lists of at least {k} items, trajectory_topn is {config['trajectory_topn']}"
+            )
+        if not isinstance(n_observed, int) or n_observed < 0:
+            problems.append(f"observed_k must be an integer >= 0, got {n_observed!r}")
         for key in ("overall_loss_weight", "detailed_loss_weight", "bpr_loss_weight"):
-            if config[key] is None or config[key] < 0:
+            if not isinstance(config[key], (int, float)) or config[key] < 0:
                 problems.append(f"{key} must be >= 0, got {config[key]!r}")
-        if config["dkc_alpha"] is None or config["dkc_alpha"] <= 0:
+        if not isinstance(config["dkc_alpha"], (int, float)) or config["dkc_alpha"] <= 0:
             problems.append(f"dkc_alpha must be > 0, got {config['dkc_alpha']!r}")
-        if self.n_observed < 0:
-            problems.append(f"observed_k must be >= 0, got {self.n_observed}")
+        if not isinstance(config["dkc_decay"], (int, float)) or not 0 < config["dkc_decay"] <= 1:
+            problems.append(f"dkc_decay must be in (0, 1], got {config['dkc_decay']!r}")
+        if not isinstance(config["switch_fraction"], (int, float)) or not 0 <= config["switch_fraction"] <= 1:
+            problems.append(f"switch_fraction must be in [0, 1], got {config['switch_fraction']!r}")
         if problems:
             raise ConfigError(problems[0])
 

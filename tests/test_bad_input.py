@@ -1,0 +1,83 @@
+"""Bad input: a clear one-line error and a non-zero exit, before hours are spent, and nothing lost."""
+
+import os
+
+import pytest
+
+from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.quick_start import run_recbole_hetcomp
+from recbole_hetcomp.trajectory.store import trajectory_path
+
+from conftest import write_tiny_dataset
+
+
+def run(tiny, model="HetComp", **overrides):
+    config = dict(tiny, teachers=["BPR", "EASE"], teacher_defaults={"epochs": 3}, epochs=2, hetcomp_k=20,
+                  discrepancy_depth=10, detailed_long=10, detailed_short=5)
+    config.update(overrides)
+    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config, read_command_line=False)
+
+
+def one_line_error(proc):
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_cli_unknown_teacher_lists_close_names(run_cli, tiny):
+    line = one_line_error(run_cli(
+        "--model=HetComp", "--dataset=tiny", f"--data_path={tiny['data_path']}", "--teachers=['BPR','LightGNC']", "--hetcomp_k=20"
+    ))
+    assert "teacher: unknown model 'LightGNC'" in line and "LightGCN" in line
+
+
+def test_cli_empty_teacher_list(run_cli, tiny):
+    line = one_line_error(run_cli("--model=RankEnsemble", "--dataset=tiny", f"--data_path={tiny['data_path']}", "--teachers=[]"))
+    assert "teachers is empty" in line
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"hetcomp_k": 0}, "hetcomp_k must be a positive integer"),
+        ({"hetcomp_k": 10_000}, "not smaller than the catalogue"),
+        ({"trajectory_checkpoints": 0}, r"trajectory_checkpoints \(T\) must be an integer >= 1"),
+        ({"detailed_loss_weight": -0.1}, "detailed_loss_weight must be >= 0"),
+        ({"dkc_alpha": -1.0}, "dkc_alpha must be > 0"),
+        ({"discrepancy_depth": 200}, "discrepancy_depth must be in"),
+        ({"trajectory_topn": 10}, "needs teachers' lists of at least 20 items"),
+        ({"trajectory_checkpoint_rule": "epochs"}, "needs trajectory_checkpoint_epochs"),
+        ({"topk": [200], "valid_metric": "NDCG@200"}, "topk 200 is not smaller than the catalogue"),
+        ({"topk": [5, 10]}, "valid_metric NDCG@20 is not among the reported metrics"),
+    ],
+)
+def test_bad_settings_fail_before_any_teacher_trains(tiny, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run(tiny, **overrides)
+    assert not os.path.exists(trajectory_path(tiny["trajectory_dir"], "tiny", "BPR"))
+
+
+def test_unwritable_trajectory_dir_fails_before_training(tiny, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot be created"):
+        run(tiny, trajectory_dir=str(blocker / "trajectories"))
+
+
+def test_users_with_fewer_training_items_than_the_observed_list(tiny, tmp_path):
+    data_path = write_tiny_dataset(tmp_path / "few", per_user=6)
+    result = run(dict(tiny, data_path=data_path), observed_k=10, topk=[5, 10], valid_metric="NDCG@10")
+    assert result["rows"][-1]["name"] == "HetComp"
+
+
+def test_failed_run_keeps_existing_good_trajectory(tiny):
+    run(tiny, model="RankEnsemble")
+    path = trajectory_path(tiny["trajectory_dir"], "tiny", "BPR")
+    before = open(path, "rb").read()
+    with pytest.raises(ConfigError):
+        run(tiny, hetcomp_k=0)
+    with pytest.raises(Exception):
+        run(tiny, seed=5)  # another split: refused, not overwritten
+    assert open(path, "rb").read() == before
