@@ -11,10 +11,19 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
   checkpoint file with ``weights_only=False`` and hands RecBole an already-loaded model.
   The relaxed loader is never used on a file this program did not write, and never
   switched on process-wide.
+* RecBole's checkpoints hold no random-number state and not the best validation result,
+  and are written in place: a resumed run diverges from an uninterrupted one, and a kill
+  during ``torch.save`` leaves a corrupt best checkpoint. The same mixin writes checkpoints
+  atomically with the RNG states and the best validation result, and restores them on
+  resume, so a resumed run ends with the same numbers as an uninterrupted one. Trainers
+  add their own state through ``_extra_checkpoint_state`` / ``_load_extra_checkpoint_state``.
 """
 
 import os
+import random
+import tempfile
 
+import numpy as np
 import torch
 
 
@@ -41,6 +50,45 @@ class CheckpointCompatMixin:
 
     Upstream issue: RecBole #2162 (torch.load weights_only default). See the module docstring.
     """
+
+    _last_valid_result = None
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        # RecBole saves the checkpoint before it records this result as the best one.
+        self._last_valid_result = valid_result
+        return valid_score, valid_result
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        # RecBole's fields, plus what an exact resume needs; written atomically.
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_valid_result": self._last_valid_result,
+            "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
+            "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
+        }
+        folder = os.path.dirname(os.path.abspath(saved_model_file))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
+        os.close(fd)
+        try:
+            torch.save(state, tmp, pickle_protocol=4)
+            os.replace(tmp, saved_model_file)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if verbose:
+            self.logger.info(f"Saving current: {saved_model_file}")
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
@@ -69,6 +117,15 @@ class CheckpointCompatMixin:
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("best_valid_result") is not None:
+            self.best_valid_result = checkpoint["best_valid_result"]
+        rng = checkpoint.get("rng_state")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+        if hasattr(self, "_load_extra_checkpoint_state"):
+            self._load_extra_checkpoint_state(checkpoint.get("trainer_state") or {})
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
         return checkpoint
 

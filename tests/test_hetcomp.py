@@ -94,7 +94,7 @@ def test_resume_continues_the_curriculum(tiny):
     calls_before = int(model.dkc_calls)
     trainer.fit(train, valid, saved=False, show_progress=False)
     assert int(model.dkc_calls) > calls_before
-    assert trainer.dkc_history[0]["epoch"] > saved["epoch"]
+    assert trainer.dkc_history[-1]["epoch"] > saved["epoch"]
 
 
 @pytest.mark.parametrize(
@@ -111,3 +111,16 @@ def test_bad_settings_fail_before_training(tiny, overrides, message):
     run(tiny, model="RankEnsemble")
     with pytest.raises(ConfigError, match=message):
         load_split_and_model(tiny, **overrides)
+
+
+def test_resumed_student_ends_with_the_same_results_as_an_uninterrupted_one(tiny):
+    uninterrupted = run(tiny, epochs=16, eval_step=1)
+    # "killed" after epoch 8: the run that stopped there left its best checkpoint
+    interrupted = run(tiny, epochs=9, eval_step=1)
+    config, (train, valid, test), model, trainer = load_split_and_model(tiny, epochs=16, eval_step=1)
+    trainer.resume_checkpoint(interrupted["checkpoint_file"])
+    best_score, best_result = trainer.fit(train, valid, saved=True, show_progress=False)
+    test_result = trainer.evaluate(test, load_best_model=True)
+    assert best_score == uninterrupted["best_valid_score"]
+    assert dict(test_result) == uninterrupted["test_result"]
+    assert [h["epoch"] for h in trainer.dkc_history] == [h["epoch"] for h in uninterrupted["dkc_history"]]

@@ -31,6 +31,12 @@ class HetCompTrainer(Trainer):
         # A one-shot-only teacher set (or the no-DKC ablation) is finished from the start.
         self._maybe_switch(epoch_idx=0)
 
+    def _extra_checkpoint_state(self):
+        return {"dkc_history": list(self.dkc_history)}
+
+    def _load_extra_checkpoint_state(self, state):
+        self.dkc_history = list(state.get("dkc_history", []))
+
     def _dkc_due(self, epoch_idx):
         return (
             self.dkc_period > 0
