@@ -1,5 +1,7 @@
+from recbole_hetcomp.model.general_recommender.cldrd import CLDRD
 from recbole_hetcomp.model.general_recommender.cml import CML
 from recbole_hetcomp.model.general_recommender.itemae import ItemAE
 from recbole_hetcomp.model.general_recommender.neumf import NeuMF
+from recbole_hetcomp.model.general_recommender.rrd import RRD
 
-__all__ = ["CML", "ItemAE", "NeuMF"]
+__all__ = ["CLDRD", "CML", "ItemAE", "NeuMF", "RRD"]

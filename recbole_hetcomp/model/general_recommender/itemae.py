@@ -58,11 +58,14 @@ class ItemAE(GeneralRecommender):
 
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+        if not 0.0 <= self.dropout_prob < 1.0:
+            raise ValueError(f"dropout_prob must be in [0, 1), got {self.dropout_prob}")
         if self.loss_type not in ("BCE", "MSE"):
             raise ValueError(f"loss_type must be 'BCE' or 'MSE', got {self.loss_type!r}")
 
-        # load dataset info: the item x user training matrix in CSR form, binarised
-        # (duplicate interactions must not count twice); dense rows are built per batch.
+        # load dataset info: the item x user training matrix in CSR form (only its pattern
+        # is used, so a repeated interaction counts once); dense rows are built per batch
+        # instead of holding a dense n_items x n_users matrix.
         item_user = dataset.inter_matrix(form="csr").transpose().tocsr()
         item_user.sum_duplicates()
         self.register_buffer(
@@ -93,6 +96,30 @@ class ItemAE(GeneralRecommender):
         return super(ItemAE, self).load_state_dict(state_dict, strict=strict, **kwargs)
 
     # --- model -----------------------------------------------------------------------
+    def _nonzeros(self, item):
+        r"""Coordinates of the training interactions of the given items.
+
+        Args:
+            item (torch.LongTensor): item ids, shape: [batch_size, ]
+
+        Returns:
+            tuple: row (position in ``item``) and user id of each interaction, two
+            torch.LongTensor of shape [nnz, ].
+        """
+        start = self.item_ptr[item]
+        length = self.item_ptr[item + 1] - start
+        row = torch.repeat_interleave(torch.arange(item.shape[0], device=item.device), length)
+        # position of each nonzero inside its CSR row: global index minus the row's offset
+        offset = torch.cumsum(length, dim=0) - length
+        pos = torch.arange(row.shape[0], device=item.device) - torch.repeat_interleave(offset, length)
+        col = self.item_users[torch.repeat_interleave(start, length) + pos]
+        return row, col
+
+    def _dense(self, n_rows, row, col, value=1.0):
+        vectors = torch.zeros(n_rows, self.n_users, device=self.item_ptr.device)
+        vectors[row, col] = value
+        return vectors
+
     def get_user_vectors(self, item):
         r"""Dense binary training vectors over users of the given items.
 
@@ -102,34 +129,30 @@ class ItemAE(GeneralRecommender):
         Returns:
             torch.FloatTensor: shape: [batch_size, n_users]
         """
-        start = self.item_ptr[item]
-        length = self.item_ptr[item + 1] - start
-        row = torch.repeat_interleave(torch.arange(item.shape[0], device=item.device), length)
-        # position of each nonzero inside its CSR row: global index minus the row's offset
-        offset = torch.cumsum(length, dim=0) - length
-        pos = torch.arange(int(length.sum()), device=item.device) - torch.repeat_interleave(offset, length)
-        col = self.item_users[torch.repeat_interleave(start, length) + pos]
-        vectors = torch.zeros(item.shape[0], self.n_users, device=item.device)
-        vectors[row, col] = 1.0
-        return vectors
+        row, col = self._nonzeros(item)
+        return self._dense(item.shape[0], row, col)
 
     def forward(self, user_vectors):
         r"""Reconstruct item vectors over users.
 
         Args:
-            user_vectors (torch.FloatTensor): shape: [batch_size, n_users]
+            user_vectors (torch.FloatTensor): (corrupted) input vectors, shape: [batch_size, n_users]
 
         Returns:
             torch.FloatTensor: reconstruction scores (logits for BCE), shape: [batch_size, n_users]
         """
-        h = F.dropout(user_vectors, self.dropout_prob, training=self.training)
-        h = _ACTIVATIONS[self.activation](self.encoder(h))
+        h = _ACTIVATIONS[self.activation](self.encoder(user_vectors))
         return self.decoder(h)
 
     def calculate_loss(self, interaction):
         item = torch.unique(interaction[self.ITEM_ID])
-        target = self.get_user_vectors(item)
-        output = self.forward(target)
+        row, col = self._nonzeros(item)
+        target = self._dense(item.shape[0], row, col)
+        # Denoising dropout drawn on the nonzeros only: on a binary vector this is the
+        # distribution of F.dropout (zeros stay zero) without a random number per user.
+        keep = torch.rand(row.shape[0], device=row.device) >= self.dropout_prob
+        corrupted = self._dense(item.shape[0], row[keep], col[keep], 1.0 / (1.0 - self.dropout_prob))
+        output = self.forward(corrupted)
         if self.loss_type == "BCE":
             loss = F.binary_cross_entropy_with_logits(output, target, reduction="none")
         else:
@@ -159,7 +182,7 @@ class ItemAE(GeneralRecommender):
         r"""The cached [n_users, n_items] score matrix, computed on first use in eval mode."""
         if self.restore_scores is not None:
             return self.restore_scores
-        all_items = torch.arange(self.n_items, device=self.device)
+        all_items = torch.arange(self.n_items, device=self.item_ptr.device)
         scores = self._item_scores(all_items).t().contiguous()
         if not self.training:
             self.restore_scores = scores
