@@ -20,17 +20,25 @@ def main(argv=None):
     parser.add_argument("--model", "-m", type=str, default=DEFAULT_MODEL, help="model name")
     parser.add_argument("--dataset", "-d", type=str, default=DEFAULT_DATASET, help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
+    parser.add_argument("--nproc", type=int, default=1, help="processes on this node (RecBole's distributed engine)")
+    parser.add_argument("--ip", type=str, default="localhost", help="address of rank 0's node")
+    parser.add_argument("--port", type=str, default="5678", help="port of rank 0's node")
+    parser.add_argument("--world_size", type=int, default=-1, help="processes on all nodes (-1: nproc)")
+    parser.add_argument("--group_offset", type=int, default=0, help="global rank of this node's first process")
     args, _ = parser.parse_known_args(argv)
 
     from recbole_hetcomp.compat import quiet_known_warnings
     from recbole_hetcomp.errors import HetCompError
-    from recbole_hetcomp.quick_start import run_recbole_hetcomp
+    from recbole_hetcomp.quick_start import run
 
     quiet_known_warnings()
 
     config_files = args.config_files.strip().split() if args.config_files else None
     try:
-        run_recbole_hetcomp(model=args.model, dataset=args.dataset, config_file_list=config_files)
+        run(
+            model=args.model, dataset=args.dataset, config_file_list=config_files, nproc=args.nproc,
+            world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset,
+        )
     except HetCompError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -17,6 +17,14 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
   atomically with the RNG states and the best validation result, and restores them on
   resume, so a resumed run ends with the same numbers as an uninterrupted one. Trainers
   add their own state through ``_extra_checkpoint_state`` / ``_load_extra_checkpoint_state``.
+* Distributed training (RecBole's ``nproc``) hard-codes NCCL and CUDA devices and passes
+  ``device_ids`` to DDP, so it cannot run on a machine without GPUs; each rank names its
+  best checkpoint after its own clock, so ranks > 0 look for a file nobody wrote; and
+  ``_map_reduce`` weights each rank's metrics by its number of *batches* (``len`` of the
+  4-tuple each batch is), not of users. Upstream: RecBole issues #1820, #2174.
+  :func:`init_distributed_device` (used by our Config), :func:`_ddp_for_any_device`
+  and the mixin fix these: gloo on CPU (NCCL on GPUs unchanged), rank 0's file name
+  broadcast to all ranks, metrics weighted by evaluated users.
 """
 
 import os
@@ -45,6 +53,53 @@ def load_own_checkpoint(path, device):
     return torch.load(path, map_location=device, weights_only=False)
 
 
+def is_distributed():
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def init_distributed_device(config_dict):
+    """RecBole's distributed device setup, with gloo and CPU devices when no GPU is used.
+
+    Args:
+        config_dict (dict): ``Config.final_config_dict`` holding ``local_rank``,
+            ``world_size``, ``offset``, ``ip``, ``port``, ``gpu_id``, ``use_gpu``.
+    """
+    gpu_id = config_dict["gpu_id"]
+    use_cuda = bool(config_dict.get("use_gpu", True)) and torch.cuda.is_available() and len(gpu_id) > 0
+    rank = config_dict["local_rank"] + config_dict.get("offset", 0)
+    if not is_distributed():
+        torch.distributed.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            rank=rank,
+            world_size=config_dict["world_size"],
+            init_method=f"tcp://{config_dict['ip']}:{config_dict['port']}",
+        )
+    if use_cuda:
+        torch.cuda.set_device(config_dict["local_rank"])
+        config_dict["device"] = torch.device("cuda", config_dict["local_rank"])
+    else:
+        config_dict["device"] = torch.device("cpu")
+    config_dict["single_spec"] = False
+    if config_dict["local_rank"] != 0:
+        config_dict["state"] = "error"
+        config_dict["show_progress"] = False
+        config_dict["verbose"] = False
+
+
+def _ddp_for_any_device(module, device_ids=None, **kwargs):
+    from torch.nn.parallel import DistributedDataParallel
+
+    on_cpu = next(module.parameters()).device.type == "cpu"
+    return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+def _patch_recbole_ddp():
+    # RecBole's AbstractTrainer builds DDP with device_ids=[local_rank] even for CPU modules.
+    import recbole.trainer.trainer as recbole_trainer
+
+    recbole_trainer.DistributedDataParallel = _ddp_for_any_device
+
+
 class CheckpointCompatMixin:
     """Put in front of any RecBole trainer class to make its checkpoint loading work on torch >= 2.6.
 
@@ -52,6 +107,27 @@ class CheckpointCompatMixin:
     """
 
     _last_valid_result = None
+
+    def __init__(self, config, model):
+        if not config["single_spec"]:
+            _patch_recbole_ddp()
+        super().__init__(config, model)
+        # RecBole names the file after the second it was created in: two runs of one model
+        # started in the same second (teachers inside a pipeline, parallel jobs) would share it.
+        stem, ext = os.path.splitext(self.saved_model_file)
+        self.saved_model_file = f"{stem}-{os.getpid()}{ext}"
+        if is_distributed():
+            names = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(names, src=0)
+            self.saved_model_file = names[0]
+
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        self._evaluated_users += len(interaction)
+        return interaction, scores, positive_u, positive_i
+
+    def _map_reduce(self, result, num_sample):
+        return super()._map_reduce(result, self._evaluated_users or num_sample)
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -90,8 +166,13 @@ class CheckpointCompatMixin:
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
 
+    _evaluated_users = 0
+
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        self._evaluated_users = 0
         if load_best_model and eval_data:
+            if is_distributed():
+                torch.distributed.barrier()  # rank 0 has finished writing the file
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = load_own_checkpoint(checkpoint_file, self.device)
             self.model.load_state_dict(checkpoint["state_dict"])

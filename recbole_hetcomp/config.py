@@ -119,6 +119,15 @@ class Config(RecBoleConfig):
             keys = self._update_internal_config_dict(dataset_file)
             self.parameters["Dataset"] += [k for k in keys if k not in self.parameters["Dataset"]]
 
+    def _init_device(self):
+        if "local_rank" not in self.final_config_dict:
+            return super()._init_device()
+        from recbole_hetcomp.compat import init_distributed_device
+
+        gpu_id = self.final_config_dict["gpu_id"]
+        self.final_config_dict["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+        init_distributed_device(self.final_config_dict)
+
     def compatibility_settings(self):
         # RecBole sets numpy aliases removed in numpy 2 (np.float_ etc.); setup.cfg pins
         # numpy<2, and this guard turns a wrong install into a clear message.

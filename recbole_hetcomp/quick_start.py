@@ -20,7 +20,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.trainer.trajectory import recording_trainer
-from recbole_hetcomp.compat import with_compat
+from recbole_hetcomp.compat import is_distributed, with_compat
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, full_sort_inference_time
 from recbole_hetcomp.trajectory.teachers import parse_teachers
 from recbole_hetcomp.trajectory.store import (
@@ -37,6 +37,16 @@ _ESSENTIAL_KEYS = [
     "seed", "epochs", "train_batch_size", "learning_rate", "embedding_size", "eval_args",
     "valid_metric", "topk", "metrics", "data_path",
 ]
+
+
+def is_writer(config):
+    """Only rank 0 of a distributed run writes files (trajectories, results)."""
+    return config["single_spec"] or config["local_rank"] == 0
+
+
+def barrier():
+    if is_distributed():
+        torch.distributed.barrier()
 
 
 def check_dataset_files(config):
@@ -177,6 +187,7 @@ def ensure_teacher_trajectories(config, train_dataset):
                 config_dict=teacher_config_dict(config, overrides, name),
                 read_command_line=False,
             )
+            barrier()  # rank 0 has written the file
             trajectory = load_trajectory(path, fingerprint)
         trajectories.append(trajectory)
     return trajectories
@@ -379,7 +390,8 @@ def run_recbole_hetcomp(
         path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
         meta = _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time)
         meta["inference_time_s"] = round(inference_time, 4)
-        save_trajectory(path, Trajectory(teacher=name, topn=topn, observed=observed, meta=meta))
+        if is_writer(config):
+            save_trajectory(path, Trajectory(teacher=name, topn=topn, observed=observed, meta=meta))
         logger.info(
             set_color("trajectory", "green")
             + f" of {name}: {len(kept)} checkpoints at epochs {[e for e, _ in kept]} -> {path}"
@@ -406,7 +418,51 @@ def run_recbole_hetcomp(
         result["dkc_history"] = trainer.dkc_history
     if recorder is not None:
         result["recording_time_s"] = round(recorder.recording_time, 3)
-    if config["result_file"]:
+    if config["result_file"] and is_writer(config):
         write_json_atomic(config["result_file"], result)
         logger.info(f"results written to {config['result_file']}")
     return result
+
+
+def _distributed_worker(local_rank, model, dataset, config_file_list, config_dict, queue):
+    from recbole_hetcomp.compat import quiet_known_warnings
+    from recbole_hetcomp.errors import HetCompError
+
+    quiet_known_warnings()
+    config_dict = dict(config_dict, local_rank=local_rank)
+    try:
+        result = run_recbole_hetcomp(model, dataset, config_file_list, config_dict)
+    except HetCompError as err:
+        if local_rank == 0:
+            queue.put(("error", str(err)))
+        return
+    if local_rank == 0:
+        queue.put(("ok", result))
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, nproc=1, world_size=-1,
+        ip="localhost", port="5678", group_offset=0):
+    """Run in this process (``nproc=1``) or on RecBole's distributed engine (one process per rank).
+
+    The distributed arguments are RecBole's: ``nproc`` processes on this node, ``world_size``
+    in all (several nodes: same ``ip``/``port`` of rank 0's node, each node its
+    ``group_offset``). Without GPUs the ranks use gloo on CPU.
+
+    Returns:
+        dict: rank 0's result (see :func:`run_recbole_hetcomp`).
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_hetcomp(model, dataset, config_file_list, config_dict)
+    import torch.multiprocessing as mp
+
+    config_dict = dict(config_dict or {})
+    config_dict.update(world_size=nproc if world_size == -1 else world_size, ip=ip, port=str(port), nproc=nproc,
+                       offset=group_offset)
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_distributed_worker, args=(model, dataset, config_file_list, config_dict, queue), nprocs=nproc, join=True)
+    if queue.empty():
+        return None
+    status, payload = queue.get()
+    if status == "error":
+        raise ConfigError(payload)
+    return payload

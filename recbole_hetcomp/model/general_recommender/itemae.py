@@ -75,15 +75,18 @@ class ItemAE(GeneralRecommender):
             "item_users", torch.as_tensor(item_user.indices, dtype=torch.long), persistent=False
         )
 
-        # define layers
-        self.encoder = nn.Linear(self.n_users, self.hidden_size)
+        # define layers: the input is sparse (an item has few users), so the encoder is an
+        # EmbeddingBag (the sum of its users' weight rows) rather than a dense Linear.
+        self.encoder = nn.EmbeddingBag(self.n_users, self.hidden_size, mode="sum")
+        self.encoder_bias = nn.Parameter(torch.zeros(self.hidden_size))
         self.decoder = nn.Linear(self.hidden_size, self.n_users)
 
         # storage of the full reconstruction for evaluation, [n_users, n_items]
         self.restore_scores = None
 
-        # parameters initialization
+        # parameters initialization (RecBole's initializer skips EmbeddingBag)
         self.apply(xavier_normal_initialization)
+        nn.init.xavier_normal_(self.encoder.weight)
 
     # --- cache -----------------------------------------------------------------------
     def train(self, mode=True):
@@ -97,28 +100,23 @@ class ItemAE(GeneralRecommender):
 
     # --- model -----------------------------------------------------------------------
     def _nonzeros(self, item):
-        r"""Coordinates of the training interactions of the given items.
+        r"""The training interactions of the given items, as EmbeddingBag input.
 
         Args:
             item (torch.LongTensor): item ids, shape: [batch_size, ]
 
         Returns:
-            tuple: row (position in ``item``) and user id of each interaction, two
-            torch.LongTensor of shape [nnz, ].
+            tuple: user id of each interaction (torch.LongTensor, shape: [nnz, ]) and the
+            start of each item's users in it (torch.LongTensor, shape: [batch_size, ]).
         """
         start = self.item_ptr[item]
         length = self.item_ptr[item + 1] - start
-        row = torch.repeat_interleave(torch.arange(item.shape[0], device=item.device), length)
-        # position of each nonzero inside its CSR row: global index minus the row's offset
         offset = torch.cumsum(length, dim=0) - length
-        pos = torch.arange(row.shape[0], device=item.device) - torch.repeat_interleave(offset, length)
-        col = self.item_users[torch.repeat_interleave(start, length) + pos]
-        return row, col
-
-    def _dense(self, n_rows, row, col, value=1.0):
-        vectors = torch.zeros(n_rows, self.n_users, device=self.item_ptr.device)
-        vectors[row, col] = value
-        return vectors
+        # position of each nonzero inside its CSR row: global index minus the row's offset
+        pos = torch.arange(int(offset[-1] + length[-1]) if item.numel() else 0, device=item.device)
+        pos = pos - torch.repeat_interleave(offset, length)
+        users = self.item_users[torch.repeat_interleave(start, length) + pos]
+        return users, offset
 
     def get_user_vectors(self, item):
         r"""Dense binary training vectors over users of the given items.
@@ -129,30 +127,39 @@ class ItemAE(GeneralRecommender):
         Returns:
             torch.FloatTensor: shape: [batch_size, n_users]
         """
-        row, col = self._nonzeros(item)
-        return self._dense(item.shape[0], row, col)
+        users, offset = self._nonzeros(item)
+        length = torch.diff(offset, append=offset.new_tensor([users.shape[0]]))
+        row = torch.repeat_interleave(torch.arange(item.shape[0], device=item.device), length)
+        vectors = torch.zeros(item.shape[0], self.n_users, device=self.item_ptr.device)
+        vectors[row, users] = 1.0
+        return vectors
 
-    def forward(self, user_vectors):
-        r"""Reconstruct item vectors over users.
+    def forward(self, item):
+        r"""Reconstruct the user vectors of the given items.
+
+        In training mode the input is corrupted by dropout (denoising).
 
         Args:
-            user_vectors (torch.FloatTensor): (corrupted) input vectors, shape: [batch_size, n_users]
+            item (torch.LongTensor): item ids, shape: [batch_size, ]
 
         Returns:
             torch.FloatTensor: reconstruction scores (logits for BCE), shape: [batch_size, n_users]
         """
-        h = _ACTIVATIONS[self.activation](self.encoder(user_vectors))
+        users, offset = self._nonzeros(item)
+        weight = None
+        if self.training and self.dropout_prob > 0:
+            # Dropout on the nonzeros only: on a binary vector this is F.dropout's
+            # distribution (zeros stay zero) without a random number per user.
+            keep = torch.rand(users.shape[0], device=users.device) >= self.dropout_prob
+            weight = keep.float() / (1.0 - self.dropout_prob)
+        h = self.encoder(users, offset, per_sample_weights=weight) + self.encoder_bias
+        h = _ACTIVATIONS[self.activation](h)
         return self.decoder(h)
 
     def calculate_loss(self, interaction):
         item = torch.unique(interaction[self.ITEM_ID])
-        row, col = self._nonzeros(item)
-        target = self._dense(item.shape[0], row, col)
-        # Denoising dropout drawn on the nonzeros only: on a binary vector this is the
-        # distribution of F.dropout (zeros stay zero) without a random number per user.
-        keep = torch.rand(row.shape[0], device=row.device) >= self.dropout_prob
-        corrupted = self._dense(item.shape[0], row[keep], col[keep], 1.0 / (1.0 - self.dropout_prob))
-        output = self.forward(corrupted)
+        output = self.forward(item)
+        target = self.get_user_vectors(item)
         if self.loss_type == "BCE":
             loss = F.binary_cross_entropy_with_logits(output, target, reduction="none")
         else:
@@ -172,10 +179,7 @@ class ItemAE(GeneralRecommender):
             torch.FloatTensor: shape: [len(item), n_users]
         """
         with torch.no_grad():
-            parts = [
-                self.forward(self.get_user_vectors(chunk))
-                for chunk in torch.split(item, self.eval_chunk_size)
-            ]
+            parts = [self.forward(chunk) for chunk in torch.split(item, self.eval_chunk_size)]
         return torch.cat(parts, dim=0)
 
     def _all_scores(self):
