@@ -77,14 +77,18 @@ class HetCompTrainer(Trainer):
         switched = self._maybe_switch(epoch_idx)
         stats.update(epoch=epoch_idx, seconds=perf_counter() - start, stage=int(self.model.akt_stage), switched=switched)
         self.dkc_history.append(stats)
+        if not stats.get("first_call") and stats["frac_advanced"] == 0.0 and stats["frac_at_last"] == 1.0 and not switched:
+            return stats  # the curriculum finished earlier: nothing new to report
         per_teacher = ", ".join(
             f"{name} {c:.2f}" for name, c in zip(self.model.teacher_names, stats["mean_checkpoint"])
         )
+        discrepancy = stats["mean_discrepancy"]
         self.logger.info(
             set_color(f"epoch {epoch_idx} DKC", "pink")
             + f" [time: {stats['seconds']:.2f}s, stage: {'detailed' if stats['stage'] else 'overall'},"
-            + f" mean discrepancy: {stats['mean_discrepancy']:.4f}, advanced: {stats['frac_advanced']:.1%},"
-            + f" at last: {stats['frac_at_last']:.1%}] mean checkpoint: {per_teacher}"
+            + f" mean discrepancy: {'-' if discrepancy != discrepancy else f'{discrepancy:.4f}'},"
+            + f" advanced: {stats['frac_advanced']:.1%}, at last: {stats['frac_at_last']:.1%}]"
+            + f" mean checkpoint: {per_teacher}"
         )
         self.tensorboard.add_scalar("DKC/mean_discrepancy", stats["mean_discrepancy"], epoch_idx)
         self.tensorboard.add_scalar("DKC/fraction_at_last", stats["frac_at_last"], epoch_idx)
