@@ -122,9 +122,31 @@ class TrajectoryRecorder:
             scores = model.predict(pairs.to(model.device))
         return scores.view(len(users), self.n_items).float().cpu()
 
+    def observed_ranking(self, users, raw_scores):
+        """Each user's training items by score, first L, 0-padded: int64 [B, L].
+
+        Args:
+            users (torch.LongTensor): [B] user ids.
+            raw_scores (torch.Tensor): [B, n_items] scores before any masking.
+        """
+        history = self.history[users.cpu()]
+        hist_scores = raw_scores.float().cpu().gather(1, history).masked_fill(history == 0, -torch.inf)
+        order = torch.sort(hist_scores, dim=1, descending=True, stable=True).indices[:, : self.n_observed]
+        ranked = history.gather(1, order)
+        return ranked.masked_fill(hist_scores.gather(1, order) == -torch.inf, 0)
+
+    def unobserved_topn(self, masked_scores):
+        """Top-N of scores whose training items and item 0 are already -inf: int64 [B, N]."""
+        values, items = torch.topk(masked_scores.float().cpu(), self.top_n, dim=1)
+        return items.masked_fill(values == -torch.inf, 0)
+
     @torch.no_grad()
-    def rank_all_users(self, model):
+    def rank_all_users(self, model, skip=None):
         """Rank every user's items with ``model`` as it is now.
+
+        Args:
+            model (AbstractRecommender): the model.
+            skip (set of int, optional): users already ranked elsewhere (left as 0 here).
 
         Returns:
             tuple: ``topn`` int32 [n_users, N] best unobserved items (0 where a user has
@@ -135,25 +157,48 @@ class TrajectoryRecorder:
         model.eval()
         topn = np.zeros((self.n_users, self.top_n), dtype=np.int32)
         observed = np.zeros((self.n_users, self.n_observed), dtype=np.int32)
-        for start in range(1, self.n_users, self.users_per_batch):
-            users = torch.arange(start, min(start + self.users_per_batch, self.n_users))
+        todo = torch.arange(1, self.n_users)
+        if skip:
+            todo = todo[~torch.isin(todo, torch.tensor(sorted(skip), dtype=torch.long))]
+        for start in range(0, len(todo), self.users_per_batch):
+            users = todo[start : start + self.users_per_batch]
             scores = self._scores(model, users)
-            history = self.history[users]
             if self.n_observed:
-                hist_scores = scores.gather(1, history).masked_fill(history == 0, -torch.inf)
-                order = torch.sort(hist_scores, dim=1, descending=True, stable=True).indices[:, : self.n_observed]
-                ranked = history.gather(1, order)
-                ranked = ranked.masked_fill(hist_scores.gather(1, order) == -torch.inf, 0)
-                observed[users.numpy(), : ranked.shape[1]] = ranked.numpy()
+                observed[users.numpy()] = self.observed_ranking(users, scores).numpy()
             scores[:, 0] = -torch.inf
-            scores.scatter_(1, history, -torch.inf)
-            values, items = torch.topk(scores, self.top_n, dim=1)
-            items = items.masked_fill(values == -torch.inf, 0)
-            topn[users.numpy()] = items.numpy()
+            scores.scatter_(1, self.history[users], -torch.inf)
+            topn[users.numpy()] = self.unobserved_topn(scores).numpy()
         model.train(was_training)
         return topn, observed
 
     # --- hooks ----------------------------------------------------------------------
+    def start_capture(self):
+        """Collect rankings from the validation pass that is about to run (no re-scoring)."""
+        self._captured = {"users": [], "topn": [], "observed": []}
+
+    def capture(self, users, raw_observed, masked_scores):
+        """Called per validation batch with the batch's observed ranking and RecBole's masked scores."""
+        if getattr(self, "_captured", None) is None:
+            return
+        start = perf_counter()
+        self._captured["users"].append(users.cpu())
+        self._captured["observed"].append(raw_observed)
+        self._captured["topn"].append(self.unobserved_topn(masked_scores))
+        self.recording_time += perf_counter() - start
+
+    def _snapshot(self, model):
+        captured, self._captured = getattr(self, "_captured", None), None
+        seen = set()
+        if captured and captured["users"]:
+            users = torch.cat(captured["users"])
+            seen = set(users.tolist())
+        topn, observed = self.rank_all_users(model, skip=seen)
+        if seen:
+            topn[users.numpy()] = torch.cat(captured["topn"]).numpy()
+            if self.n_observed:
+                observed[users.numpy()] = torch.cat(captured["observed"]).numpy()
+        return topn, observed
+
     def on_validation(self, model, epoch, valid_score, bigger=True):
         """Called after each validation (RecBole's ``callback_fn``)."""
         start = perf_counter()
@@ -166,10 +211,12 @@ class TrajectoryRecorder:
         if new_best or self.keep == "all":
             # Recording must not change training: keep every random stream as it was.
             states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-            self.snapshots[index] = self.rank_all_users(model)
+            self.snapshots[index] = self._snapshot(model)
             torch.set_rng_state(states[0])
             np.random.set_state(states[1])
             random.setstate(states[2])
+        else:
+            self._captured = None
         self.recording_time += perf_counter() - start
 
     def checkpoints(self, n_checkpoints, rule="progress", explicit_epochs=None, bigger=True):
