@@ -12,6 +12,7 @@ import tempfile
 from logging import getLogger
 from time import time
 
+import numpy as np
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
@@ -67,6 +68,27 @@ def check_dataset_files(config):
             f"dataset '{name}' not found: no {os.path.join(data_path, missing[0])}; put RecBole atomic "
             f"files there, point --data_path at the folder that holds {name}/, or convert a GroupLens "
             f"archive with `python -m recbole_hetcomp.data.movielens ARCHIVE --data_path=DIR`"
+        )
+
+
+def check_rankable(config, dataset):
+    """Refuse datasets and cut-offs that leave nothing to rank, before any training."""
+    n_items = dataset.item_num - 1  # without RecBole's padding item
+    if n_items < 2:
+        raise ConfigError(f"dataset '{config['dataset']}' has {n_items} item(s): top-K recommendation needs at least 2")
+    if max(config["topk"]) >= dataset.item_num:
+        raise ConfigError(
+            f"topk {max(config['topk'])} is not smaller than the catalogue ({n_items} items): "
+            f"use cut-offs below {n_items}, e.g. --topk=[{max(1, min(10, n_items - 1))}]"
+        )
+    users = dataset.inter_feat[dataset.uid_field]
+    users = users.to_numpy() if hasattr(users, "to_numpy") else users.numpy()
+    counts = np.bincount(users.astype(np.int64), minlength=dataset.user_num)
+    if int(counts.max()) >= n_items:
+        user = dataset.id2token(dataset.uid_field, int(counts.argmax()))
+        raise ConfigError(
+            f"user {user} interacted with every item of '{config['dataset']}': nothing is left to recommend; "
+            f"remove such users (e.g. --user_inter_num_interval=\"[0,{n_items - 1}]\") or use a larger catalogue"
         )
 
 
@@ -320,11 +342,7 @@ def run_recbole_hetcomp(
             f"valid_metric {config['valid_metric']} is not among the reported metrics ({', '.join(sorted(reported))}): "
             f"add its K to --topk or choose another --valid_metric"
         )
-    if max(config["topk"]) >= dataset.item_num:
-        raise ConfigError(
-            f"topk {max(config['topk'])} is not smaller than the catalogue ({dataset.item_num - 1} items): "
-            f"lower --topk, e.g. --topk=[5,10]"
-        )
+    check_rankable(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     train_dataset = train_data._dataset
 

@@ -81,3 +81,21 @@ def test_failed_run_keeps_existing_good_trajectory(tiny):
     with pytest.raises(Exception):
         run(tiny, seed=5)  # another split: refused, not overwritten
     assert open(path, "rb").read() == before
+
+
+def test_single_user_and_single_item_datasets(tiny, tmp_path):
+    (tmp_path / "one_user").mkdir()
+    (tmp_path / "one_user" / "one_user.inter").write_text(
+        "user_id:token\titem_id:token\n" + "".join(f"u1\ti{i}\n" for i in range(1, 30)))
+    (tmp_path / "one_item").mkdir()
+    (tmp_path / "one_item" / "one_item.inter").write_text(
+        "user_id:token\titem_id:token\n" + "".join(f"u{u}\ti1\n" for u in range(1, 30)))
+    for name, message in (("one_user", "interacted with every item"), ("one_item", "has 1 item")):
+        with pytest.raises(ConfigError, match=message):
+            run_recbole_hetcomp(model="HetComp", dataset=name, read_command_line=False,
+                                config_dict=dict(tiny, data_path=str(tmp_path), topk=[5], valid_metric="NDCG@5"))
+
+
+def test_unknown_akt_mode(tiny):
+    with pytest.raises(ConfigError, match="akt_mode must be"):
+        run(tiny, akt_mode="sometimes")

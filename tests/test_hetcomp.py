@@ -124,3 +124,9 @@ def test_resumed_student_ends_with_the_same_results_as_an_uninterrupted_one(tiny
     assert best_score == uninterrupted["best_valid_score"]
     assert dict(test_result) == uninterrupted["test_result"]
     assert [h["epoch"] for h in trainer.dkc_history] == [h["epoch"] for h in uninterrupted["dkc_history"]]
+
+
+@pytest.mark.parametrize("mode, stages", [("overall", {0}), ("detailed", {1})])
+def test_single_loss_ablations(tiny, mode, stages):
+    result = run(tiny, epochs=14, akt_mode=mode)
+    assert {h["stage"] for h in result["dkc_history"]} == stages

@@ -27,6 +27,7 @@ class HetCompTrainer(Trainer):
         self.dkc_alpha = config["dkc_alpha"]
         self.dkc_decay = config["dkc_decay"]
         self.switch_fraction = config["switch_fraction"]
+        self.akt_mode = config["akt_mode"] or "adaptive"
         self.dkc_history = []  # one dict per DKC step, for logs, plots and benchmarks
         # A one-shot-only teacher set (or the no-DKC ablation) is finished from the start.
         self._maybe_switch(epoch_idx=0)
@@ -46,7 +47,10 @@ class HetCompTrainer(Trainer):
 
     def _maybe_switch(self, epoch_idx):
         state = self.model.curriculum
-        if not state.switched and state.finished(self.switch_fraction):
+        if self.akt_mode == "overall":
+            return False  # ablation: the overall loss throughout
+        finished = self.akt_mode == "detailed" or state.finished(self.switch_fraction)
+        if not state.switched and finished:
             state.switched = True
             self.model.store_curriculum(state)
             self.logger.info(

@@ -160,6 +160,8 @@ class HetComp(GeneralRecommender):
             problems.append(f"dkc_decay must be in (0, 1], got {config['dkc_decay']!r}")
         if not isinstance(config["switch_fraction"], (int, float)) or not 0 <= config["switch_fraction"] <= 1:
             problems.append(f"switch_fraction must be in [0, 1], got {config['switch_fraction']!r}")
+        if config["akt_mode"] not in (None, "adaptive", "overall", "detailed"):
+            problems.append(f"akt_mode must be adaptive, overall or detailed, got {config['akt_mode']!r}")
         if problems:
             raise ConfigError(problems[0])
 
