@@ -161,7 +161,7 @@ def _plain(result):
 _MODEL_LEVEL_KEYS = {
     "model", "epochs", "learning_rate", "train_batch_size", "embedding_size", "weight_decay",
     "learner", "stopping_step", "eval_step", "train_neg_sample_args", "result_file",
-    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight", "checkpoint_dir",
+    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight",
 }
 
 

@@ -81,8 +81,8 @@ def write_tiny_dataset(folder, name="tiny", n_users=60, n_items=90, per_user=14,
 
 
 @pytest.fixture
-def tiny(tmp_path):
-    """config_dict entries that point RecBole at a freshly written tiny dataset."""
+def tiny(tmp_path, workdir):
+    """config_dict entries that point RecBole at a freshly written tiny dataset (cwd: tmp_path)."""
     data_path = write_tiny_dataset(tmp_path / "data")
     return {
         "dataset": "tiny",
