@@ -132,8 +132,10 @@ class TrajectoryRecorder:
         history = self.history[users.cpu()]
         hist_scores = raw_scores.float().cpu().gather(1, history).masked_fill(history == 0, -torch.inf)
         order = torch.sort(hist_scores, dim=1, descending=True, stable=True).indices[:, : self.n_observed]
-        ranked = history.gather(1, order)
-        return ranked.masked_fill(hist_scores.gather(1, order) == -torch.inf, 0)
+        ranked = history.gather(1, order).masked_fill(hist_scores.gather(1, order) == -torch.inf, 0)
+        if ranked.shape[1] < self.n_observed:  # every user has fewer training items than L
+            ranked = torch.nn.functional.pad(ranked, (0, self.n_observed - ranked.shape[1]))
+        return ranked
 
     def unobserved_topn(self, masked_scores):
         """Top-N of scores whose training items and item 0 are already -inf: int64 [B, N]."""
