@@ -15,18 +15,12 @@ part of every RecBole checkpoint and a resumed run continues where it was.
 
 import numpy as np
 import torch
-from torch import nn
-
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.model.init import xavier_normal_initialization
-from recbole.model.loss import BPRLoss
-from recbole.utils import InputType
 
 from recbole_hetcomp.distill.akt import detailed_loss, overall_loss
 from recbole_hetcomp.distill.dkc import CurriculumState, build_targets
-from recbole_hetcomp.distill.mf import full_scores
 from recbole_hetcomp.distill.ranking import topk_unobserved
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.model.student import DistillationStudent
 from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
 
 STAGE_OVERALL, STAGE_DETAILED = 0, 1
@@ -65,28 +59,23 @@ def stack_trajectories(trajectories, use="all"):
     return topn, observed, n_checkpoints
 
 
-class HetComp(GeneralRecommender):
+class HetComp(DistillationStudent):
     r"""MF student trained on DKC targets with the AKT losses.
 
     Scores are ``s_ui = <e_u, e_i>``; :meth:`calculate_loss` takes a batch of training
     interactions and distils into its unique users over the full catalogue.
     """
 
-    input_type = InputType.POINTWISE
-    uses_teachers = True
-
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
         # load parameters info
-        self.embedding_size = config["embedding_size"]
         self.k = config["hetcomp_k"]
         self.n_observed = config["observed_k"]
         self.temperature = config["importance_temperature"]
         self.depth = config["discrepancy_depth"]
         self.overall_weight = config["overall_loss_weight"]
         self.detailed_weight = config["detailed_loss_weight"]
-        self.bpr_weight = config["bpr_loss_weight"]
         self.detailed_long = config["detailed_long"]
         self.detailed_short = config["detailed_short"]
         self.chunk_size = config["dkc_chunk_size"]
@@ -104,13 +93,9 @@ class HetComp(GeneralRecommender):
             )
         self.register_buffer("trajectories", torch.from_numpy(topn).long(), persistent=False)
         self.register_buffer("observed_trajectories", torch.from_numpy(observed).long(), persistent=False)
-        history, _, _ = dataset.history_item_matrix()
-        self.register_buffer("history", history.long(), persistent=False)
 
-        # define layers and loss
-        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
-        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
-        self.bpr_loss = BPRLoss()
+        # define layers and loss (MF embeddings, optional BPR term, training items)
+        self._build_mf(config, dataset)
 
         # curriculum state (persistent: saved in every checkpoint)
         state = CurriculumState.start(torch.from_numpy(n_checkpoints), self.n_users)
@@ -122,8 +107,6 @@ class HetComp(GeneralRecommender):
         self.register_buffer("targets", torch.zeros(self.n_users, self.k, dtype=torch.long))
         self.register_buffer("observed_targets", torch.zeros(self.n_users, self.n_observed, dtype=torch.long))
 
-        # parameters initialization
-        self.apply(xavier_normal_initialization)
         self.rebuild_targets()
 
     @staticmethod
@@ -219,41 +202,15 @@ class HetComp(GeneralRecommender):
             out[start : start + len(users)] = topk_unobserved(scores, self.train_mask(users), depth)
         return out
 
-    # --- RecBole interface ------------------------------------------------------------
-    def forward(self, user, item):
-        return (self.user_embedding(user) * self.item_embedding(item)).sum(dim=-1)
-
-    def calculate_loss(self, interaction):
-        users = torch.unique(interaction[self.USER_ID])
-        scores = full_scores(self.user_embedding(users), self.item_embedding.weight)  # [B, n_items]
+    # --- AKT -------------------------------------------------------------------------
+    def kd_loss(self, scores, users):
+        """The current AKT stage's loss on the users' current targets (summed, weighted)."""
         train_items = self.history[users]
         observed = self.observed_targets[users]
-        observed_mask = observed != 0
         target = self.targets[users]
         if int(self.akt_stage) == STAGE_OVERALL:
-            loss = self.overall_weight * overall_loss(scores, observed, observed_mask, target, train_items).sum()
-        else:
-            loss = self.detailed_weight * detailed_loss(
-                scores, observed, observed_mask, target, train_items,
-                n_observed=self.n_observed, n_long=self.detailed_long, n_short=self.detailed_short,
-            ).sum()
-        if self.bpr_weight > 0:
-            user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
-            neg = torch.randint(1, self.n_items, pos.shape, device=pos.device)
-            loss = loss + self.bpr_weight * self.bpr_loss(self.forward(user, pos), self.forward(user, neg))
-        return loss
-
-    def predict(self, interaction):
-        return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
-
-    def full_sort_predict(self, interaction):
-        r"""Scores of all items for a batch of users.
-
-        Args:
-            interaction (Interaction): holds ``USER_ID`` [B].
-
-        Returns:
-            torch.Tensor: [B * n_items].
-        """
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        return (user_e @ self.item_embedding.weight.T).view(-1)
+            return self.overall_weight * overall_loss(scores, observed, observed != 0, target, train_items).sum()
+        return self.detailed_weight * detailed_loss(
+            scores, observed, observed != 0, target, train_items,
+            n_observed=self.n_observed, n_long=self.detailed_long, n_short=self.detailed_short,
+        ).sum()

@@ -49,18 +49,12 @@ the other final-knowledge baselines (e.g. :class:`~recbole_hetcomp.model.general
 """
 
 import torch
-from torch import nn
-
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.model.init import xavier_normal_initialization
-from recbole.model.loss import BPRLoss
-from recbole.utils import InputType
 
 from recbole_hetcomp.distill.akt import _clamp_if_needed, _log_rest, _MASKED, _plackett_luce_terms
 from recbole_hetcomp.distill.dkc import build_targets
-from recbole_hetcomp.distill.mf import full_scores
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.general_recommender.hetcomp import stack_trajectories
+from recbole_hetcomp.model.student import DistillationStudent
 from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
 
 __all__ = ["FinalEnsembleStudent", "RRD", "rrd_loss", "sample_uninteresting"]
@@ -127,18 +121,14 @@ def rrd_loss(scores, target, train_items, k, n=None, uninteresting=None):
     return _plackett_luce_terms(scores.gather(1, ranked), ranked != 0, log_negatives)
 
 
-class FinalEnsembleStudent(GeneralRecommender):
+class FinalEnsembleStudent(DistillationStudent):
     r"""MF student whose knowledge is the rank ensemble of the teachers' final checkpoints.
 
-    Shared by the final-knowledge baselines: scores ``s_ui = <e_u, e_i>``, targets built
-    once in ``__init__`` (``targets`` [n_users, length], the ensemble's top unobserved
-    items, best first, 0-padded; equal to :class:`RankEnsemble`'s ranking), the optional
-    base BPR term, and RecBole's prediction interface. Subclasses call
+    Shared by the final-knowledge baselines: targets built once in ``__init__``
+    (``targets`` [n_users, length], the ensemble's top unobserved items, best first,
+    0-padded; equal to :class:`RankEnsemble`'s ranking). Subclasses call
     :meth:`_build_student` from their ``__init__`` and implement :meth:`kd_loss`.
     """
-
-    input_type = InputType.POINTWISE
-    uses_teachers = True
 
     def _build_student(self, config, dataset, length):
         """Load the teachers' final lists, build the targets and the embeddings.
@@ -149,12 +139,8 @@ class FinalEnsembleStudent(GeneralRecommender):
             dataset (Dataset): the training split.
             length (int): target length (the longest prefix any loss reads).
         """
-        self.embedding_size = config["embedding_size"]
         self.temperature = config["importance_temperature"]
-        self.bpr_weight = config["bpr_loss_weight"]
         self.target_length = length
-        if self.bpr_weight is None or self.bpr_weight < 0:
-            raise ConfigError(f"bpr_loss_weight must be >= 0, got {self.bpr_weight!r}")
 
         trajectories = load_teacher_trajectories(config, dataset)
         self.teacher_names = [t.teacher for t in trajectories]
@@ -174,54 +160,7 @@ class FinalEnsembleStudent(GeneralRecommender):
         targets = build_targets(final_lists, at_final, self.n_items, length, self.temperature, weights=weights)
         # Rebuilt from the trajectory files (validated against this split): not in checkpoints.
         self.register_buffer("targets", targets, persistent=False)
-        history, _, _ = dataset.history_item_matrix()
-        self.register_buffer("history", history.long(), persistent=False)
-
-        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
-        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
-        self.bpr_loss = BPRLoss()
-        self.apply(xavier_normal_initialization)
-
-    def kd_loss(self, scores, users):
-        """Distillation loss of a batch of users.
-
-        Args:
-            scores (torch.Tensor): float [B, n_items] full-catalogue student scores.
-            users (torch.Tensor): long [B] distinct user ids.
-
-        Returns:
-            torch.Tensor: scalar, weighted and summed over users.
-        """
-        raise NotImplementedError
-
-    # --- RecBole interface ------------------------------------------------------------
-    def forward(self, user, item):
-        return (self.user_embedding(user) * self.item_embedding(item)).sum(dim=-1)
-
-    def calculate_loss(self, interaction):
-        users = torch.unique(interaction[self.USER_ID])
-        scores = full_scores(self.user_embedding(users), self.item_embedding.weight)  # [B, n_items]
-        loss = self.kd_loss(scores, users)
-        if self.bpr_weight > 0:
-            user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
-            neg = torch.randint(1, self.n_items, pos.shape, device=pos.device)
-            loss = loss + self.bpr_weight * self.bpr_loss(self.forward(user, pos), self.forward(user, neg))
-        return loss
-
-    def predict(self, interaction):
-        return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
-
-    def full_sort_predict(self, interaction):
-        r"""Scores of all items for a batch of users.
-
-        Args:
-            interaction (Interaction): holds ``USER_ID`` [B].
-
-        Returns:
-            torch.Tensor: [B * n_items].
-        """
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        return (user_e @ self.item_embedding.weight.T).view(-1)
+        self._build_mf(config, dataset)
 
 
 class RRD(FinalEnsembleStudent):

@@ -1,0 +1,83 @@
+"""The MF student shared by HetComp and the distillation baselines.
+
+Scores are ``s_ui = <e_u, e_i>``. A training batch is a batch of training interactions;
+the distillation loss covers its unique users over the full catalogue (as the HetComp
+reference code does), plus an optional BPR term on the interactions themselves.
+Subclasses build their knowledge in ``__init__`` and implement :meth:`kd_loss`.
+"""
+
+import torch
+from torch import nn
+
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_normal_initialization
+from recbole.model.loss import BPRLoss
+from recbole.utils import InputType
+
+from recbole_hetcomp.distill.mf import full_scores
+from recbole_hetcomp.errors import ConfigError
+
+
+class DistillationStudent(GeneralRecommender):
+    r"""MF student; subclasses define what it learns from (:meth:`kd_loss`)."""
+
+    input_type = InputType.POINTWISE
+    uses_teachers = True
+
+    def _build_mf(self, config, dataset):
+        """Embeddings, the optional BPR term and each user's training items.
+
+        Args:
+            config (Config): holds ``embedding_size`` and ``bpr_loss_weight``.
+            dataset (Dataset): the training split.
+        """
+        self.embedding_size = config["embedding_size"]
+        self.bpr_weight = config["bpr_loss_weight"]
+        if not isinstance(self.bpr_weight, (int, float)) or self.bpr_weight < 0:
+            raise ConfigError(f"bpr_loss_weight must be >= 0, got {self.bpr_weight!r}")
+        history, _, _ = dataset.history_item_matrix()
+        self.register_buffer("history", history.long(), persistent=False)  # [n_users, max_len], 0-padded
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.bpr_loss = BPRLoss()
+        self.apply(xavier_normal_initialization)
+
+    def kd_loss(self, scores, users):
+        """Distillation loss of a batch of users.
+
+        Args:
+            scores (torch.Tensor): float [B, n_items] full-catalogue student scores.
+            users (torch.Tensor): long [B] distinct user ids.
+
+        Returns:
+            torch.Tensor: scalar, weighted and summed over users.
+        """
+        raise NotImplementedError
+
+    def forward(self, user, item):
+        return (self.user_embedding(user) * self.item_embedding(item)).sum(dim=-1)
+
+    def calculate_loss(self, interaction):
+        users = torch.unique(interaction[self.USER_ID])
+        scores = full_scores(self.user_embedding(users), self.item_embedding.weight)  # [B, n_items]
+        loss = self.kd_loss(scores, users)
+        if self.bpr_weight > 0:
+            user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
+            neg = torch.randint(1, self.n_items, pos.shape, device=pos.device)
+            loss = loss + self.bpr_weight * self.bpr_loss(self.forward(user, pos), self.forward(user, neg))
+        return loss
+
+    def predict(self, interaction):
+        return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
+
+    def full_sort_predict(self, interaction):
+        r"""Scores of all items for a batch of users.
+
+        Args:
+            interaction (Interaction): holds ``USER_ID`` [B].
+
+        Returns:
+            torch.Tensor: [B * n_items].
+        """
+        user_e = self.user_embedding(interaction[self.USER_ID])
+        return (user_e @ self.item_embedding.weight.T).view(-1)
