@@ -159,6 +159,9 @@ class CheckpointCompatMixin:
         os.close(fd)
         try:
             torch.save(state, tmp, pickle_protocol=4)
+            umask = os.umask(0)  # mkstemp creates 0600; give the file the permissions open() would
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, saved_model_file)
         finally:
             if os.path.exists(tmp):
