@@ -101,9 +101,12 @@ def _patch_recbole_ddp():
 
 
 class CheckpointCompatMixin:
-    """Put in front of any RecBole trainer class to make its checkpoint loading work on torch >= 2.6.
+    """Put in front of any RecBole trainer class (see :func:`with_compat`).
 
-    Upstream issue: RecBole #2162 (torch.load weights_only default). See the module docstring.
+    Loads the trainer's own checkpoints on torch >= 2.6 (RecBole #2162), writes checkpoints
+    atomically with what an exact resume needs, gives each run its own checkpoint name
+    (shared by all ranks of a distributed run) and weights distributed metrics by users
+    (RecBole #1820, #2174). See the module docstring.
     """
 
     _last_valid_result = None
