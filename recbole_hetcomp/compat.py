@@ -6,7 +6,7 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
 * torch >= 2.6 defaults ``torch.load(weights_only=True)``, whose unpickler rejects the
   checkpoints RecBole itself writes (pickled ``Config`` inside, protocol 4), so every
   ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` fails with
-  "Unsupported operand 149". Upstream: RecBole issues #2162 / #2212, PR #2219 (unmerged
+  "Unsupported operand 149". Upstream: RecBole issue #2212 and PR #2219 (unmerged
   as of 1.2.1). Fix: :class:`CheckpointCompatMixin` loads the trainer's *own*
   checkpoint file with ``weights_only=False`` and hands RecBole an already-loaded model.
   The relaxed loader is never used on a file this program did not write, and never
@@ -21,7 +21,8 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
   ``device_ids`` to DDP, so it cannot run on a machine without GPUs; each rank names its
   best checkpoint after its own clock, so ranks > 0 look for a file nobody wrote; and
   ``_map_reduce`` weights each rank's metrics by its number of *batches* (``len`` of the
-  4-tuple each batch is), not of users. Upstream: RecBole issues #1820, #2174.
+  4-tuple each batch is), not of users. Upstream: no issue found for the CPU and file-name
+  problems; PR #1872 (closed) discussed how RecBole combines metrics across ranks.
   :func:`init_distributed_device` (used by our Config), :func:`_ddp_for_any_device`
   and the mixin fix these: gloo on CPU (NCCL on GPUs unchanged), rank 0's file name
   broadcast to all ranks, metrics weighted by evaluated users.
@@ -103,10 +104,10 @@ def _patch_recbole_ddp():
 class CheckpointCompatMixin:
     """Put in front of any RecBole trainer class (see :func:`with_compat`).
 
-    Loads the trainer's own checkpoints on torch >= 2.6 (RecBole #2162), writes checkpoints
+    Loads the trainer's own checkpoints on torch >= 2.6 (RecBole #2212), writes checkpoints
     atomically with what an exact resume needs, gives each run its own checkpoint name
     (shared by all ranks of a distributed run) and weights distributed metrics by users
-    (RecBole #1820, #2174). See the module docstring.
+    (see PR #1872). See the module docstring.
     """
 
     _last_valid_result = None
