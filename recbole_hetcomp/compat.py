@@ -6,8 +6,8 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
 * torch >= 2.6 defaults ``torch.load(weights_only=True)``, whose unpickler rejects the
   checkpoints RecBole itself writes (pickled ``Config`` inside, protocol 4), so every
   ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` fails with
-  "Unsupported operand 149". Upstream: RecBole issue #2212 and PR #2219 (unmerged
-  as of 1.2.1). Fix: :class:`CheckpointCompatMixin` loads the trainer's *own*
+  "Unsupported operand 149". Upstream: RecBole issue #2212 and PR #2219 (open) report
+  the same default change for NeuMF's pretrain loading. Fix: :class:`CheckpointCompatMixin` loads the trainer's *own*
   checkpoint file with ``weights_only=False`` and hands RecBole an already-loaded model.
   The relaxed loader is never used on a file this program did not write, and never
   switched on process-wide.
