@@ -25,7 +25,9 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
   problems; PR #1872 (closed) discussed how RecBole combines metrics across ranks.
   :func:`init_distributed_device` (used by our Config), :func:`_ddp_for_any_device`
   and the mixin fix these: gloo on CPU (NCCL on GPUs unchanged), rank 0's file name
-  broadcast to all ranks, metrics weighted by evaluated users.
+  broadcast to all ranks, metrics weighted by evaluated users. RecBole's ``ensure_dir``
+  (exists-then-create) races between ranks starting together (``FileExistsError: ./log``);
+  in distributed runs it is replaced by ``os.makedirs(exist_ok=True)``.
 """
 
 import os
@@ -68,6 +70,7 @@ def init_distributed_device(config_dict):
     gpu_id = config_dict["gpu_id"]
     use_cuda = bool(config_dict.get("use_gpu", True)) and torch.cuda.is_available() and len(gpu_id) > 0
     rank = config_dict["local_rank"] + config_dict.get("offset", 0)
+    _patch_recbole_ensure_dir()
     if not is_distributed():
         torch.distributed.init_process_group(
             backend="nccl" if use_cuda else "gloo",
@@ -85,6 +88,20 @@ def init_distributed_device(config_dict):
         config_dict["state"] = "error"
         config_dict["show_progress"] = False
         config_dict["verbose"] = False
+
+
+def _make_dir(path):
+    os.makedirs(path, exist_ok=True)
+
+
+def _patch_recbole_ensure_dir():
+    # Every module that imported RecBole's ensure_dir by name gets the race-free one.
+    import importlib
+
+    for name in ("recbole.utils.logger", "recbole.trainer.trainer", "recbole.data.utils", "recbole.data.dataset.dataset"):
+        module = importlib.import_module(name)
+        if hasattr(module, "ensure_dir"):
+            module.ensure_dir = _make_dir
 
 
 def _ddp_for_any_device(module, device_ids=None, **kwargs):

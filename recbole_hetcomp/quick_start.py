@@ -395,6 +395,12 @@ def run_recbole_hetcomp(
                 config["model"], "student", test_result, sum(p.numel() for p in model.parameters()),
                 inference_time, best_valid_result,
             ))
+        elif config["ensemble_weights"] is not None:
+            weights = getattr(trainer, "chosen_weights", None) or config["ensemble_weights"]
+            rows.append(_metric_row(
+                f"Ensemble, weights {weights}", "ensemble", test_result, rows[-1]["parameters"],
+                rows[-1]["inference_time_s"], best_valid_result,
+            ))
         logger.info(set_color("summary (test)", "yellow") + "\n" + format_summary(rows, config["topk"]))
 
     if recorder is not None:
@@ -434,6 +440,8 @@ def run_recbole_hetcomp(
         result["rows"] = rows
     if getattr(trainer, "dkc_history", None):
         result["dkc_history"] = trainer.dkc_history
+    if getattr(trainer, "chosen_weights", None):
+        result["ensemble_weights"] = trainer.chosen_weights
     if recorder is not None:
         result["recording_time_s"] = round(recorder.recording_time, 3)
     if config["result_file"] and is_writer(config):

@@ -222,8 +222,20 @@ def test_ensemble_trains_missing_teachers_then_reuses_them(tiny):
 
 def test_ensemble_weights_must_match_teacher_count(tiny):
     record(tiny, "BPR", epochs=2)
-    with pytest.raises(ConfigError, match="1 teachers"):
+    with pytest.raises(ConfigError, match=r"one weight per teacher \(1\)"):
         run_recbole_hetcomp(
             model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], ensemble_weights=[1.0, 2.0]),
             read_command_line=False,
         )
+
+
+def test_ensemble_weights_chosen_on_validation_down_weight_a_useless_teacher(tiny):
+    teachers = ["BPR", {"model": "BPR", "name": "untrained", "learning_rate": 0.0}]
+    config = dict(tiny, teachers=teachers, teacher_defaults={"epochs": 8, "learning_rate": 0.01})
+    equal = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
+    tuned = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", read_command_line=False,
+                                config_dict=dict(config, ensemble_weights="validation"))
+    weights = tuned["ensemble_weights"]
+    assert weights["untrained"] < weights["BPR"]
+    assert tuned["best_valid_score"] >= equal["best_valid_score"]
+    assert tuned["rows"][-1]["name"].startswith("Ensemble, weights")

@@ -34,11 +34,18 @@ class RankEnsemble(GeneralRecommender):
         self.temperature = config["importance_temperature"]
         trajectories = load_teacher_trajectories(config, dataset)
         weights = config["ensemble_weights"]
-        if weights is not None and len(weights) != len(trajectories):
+        self.search_weights = weights == "validation"
+        if self.search_weights or weights is None:
+            weights = [1.0] * len(trajectories)
+        elif not isinstance(weights, (list, tuple)) or len(weights) != len(trajectories):
             raise ConfigError(
-                f"ensemble_weights has {len(weights)} values for {len(trajectories)} teachers: give one per teacher"
+                f"ensemble_weights must be 'validation' or a list of one weight per teacher "
+                f"({len(trajectories)}), got {weights!r}"
             )
-        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float)
+        elif min(weights) < 0 or max(weights) <= 0:
+            raise ConfigError(f"ensemble_weights must be >= 0 with at least one > 0, got {weights!r}")
+        # Persistent: weights chosen on validation travel with the best checkpoint.
+        self.register_buffer("weights", torch.tensor(weights, dtype=torch.float))
         self.teacher_names = [t.teacher for t in trajectories]
 
         # define layers: only the final lists; not part of the checkpoint (they come

@@ -145,6 +145,11 @@ class FinalEnsembleStudent(DistillationStudent):
         trajectories = load_teacher_trajectories(config, dataset)
         self.teacher_names = [t.teacher for t in trajectories]
         weights = config["ensemble_weights"]
+        if weights == "validation":
+            raise ConfigError(
+                "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
+                "--ensemble_weights=validation and give the weights it logs as a list here"
+            )
         if weights is not None and len(weights) != len(trajectories):
             raise ConfigError(
                 f"ensemble_weights has {len(weights)} values for {len(trajectories)} teachers: give one per teacher"
