@@ -32,10 +32,11 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
 
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
+
+from recbole_hetcomp.fileio import atomic_write
 
 
 def load_own_checkpoint(path, device):
@@ -174,19 +175,7 @@ class CheckpointCompatMixin:
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
         }
-        folder = os.path.dirname(os.path.abspath(saved_model_file))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-        os.close(fd)
-        try:
-            torch.save(state, tmp, pickle_protocol=4)
-            umask = os.umask(0)  # mkstemp creates 0600; give the file the permissions open() would
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, saved_model_file)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
 

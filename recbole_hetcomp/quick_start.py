@@ -8,7 +8,6 @@ which breaks on current setuptools).
 import json
 import os
 import sys
-import tempfile
 from logging import getLogger
 from time import time
 
@@ -18,10 +17,11 @@ from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_hetcomp.compat import is_distributed, with_compat
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.fileio import atomic_write
 from recbole_hetcomp.trainer.trajectory import recording_trainer
-from recbole_hetcomp.compat import is_distributed, with_compat
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, full_sort_inference_time
 from recbole_hetcomp.trajectory.teachers import parse_teachers
 from recbole_hetcomp.trajectory.store import (
@@ -31,7 +31,7 @@ from recbole_hetcomp.trajectory.store import (
     save_trajectory,
     trajectory_path,
 )
-from recbole_hetcomp.utils import get_model, get_trainer
+from recbole_hetcomp.utils import get_trainer
 
 # Settings copied into result files so a row can be traced to its run.
 _ESSENTIAL_KEYS = [
@@ -132,20 +132,12 @@ def check_trajectory_settings(config):
 
 def write_json_atomic(path, payload):
     """Write JSON so that readers see the old file or the new one, never half of one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=str)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    def dump(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, default=str)
+
+    atomic_write(path, dump, suffix=".json")
 
 
 def config_essentials(config):
@@ -346,7 +338,7 @@ def run_recbole_hetcomp(
     train_data, valid_data, test_data = data_preparation(config, dataset)
     train_dataset = train_data._dataset
 
-    model_class = get_model(config["model"])
+    model_class = config.model_class  # resolved by Config (plugin first, then RecBole)
     if getattr(model_class, "uses_teachers", False):
         parse_teachers(config["teachers"])
     if hasattr(model_class, "check_settings"):

@@ -22,12 +22,12 @@ import json
 import os
 
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from recbole_hetcomp.errors import HetCompError
+from recbole_hetcomp.fileio import atomic_write
 
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
@@ -148,24 +148,9 @@ def save_trajectory(path, trajectory):
     if topn.ndim != 3 or observed.ndim != 3 or topn.shape[:2] != observed.shape[:2]:
         raise ValueError(f"bad trajectory shapes topn {topn.shape}, observed {observed.shape}")
     meta = dict(trajectory.meta, teacher=trajectory.teacher, format_version=FORMAT_VERSION)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=SUFFIX)
-    os.close(fd)
-    try:
-        save_file(
-            {"topn": topn, "observed": observed},
-            tmp,
-            metadata={"hetcomp": json.dumps(_jsonable(meta), sort_keys=True)},
-        )
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    arrays = {"topn": topn, "observed": observed}
+    header = {"hetcomp": json.dumps(_jsonable(meta), sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=header), suffix=SUFFIX)
 
 
 def read_metadata(path):
