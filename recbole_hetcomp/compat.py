@@ -32,6 +32,7 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
 
 import os
 import random
+from time import perf_counter
 
 import numpy as np
 import torch
@@ -142,6 +143,17 @@ class CheckpointCompatMixin:
             names = [self.saved_model_file]
             torch.distributed.broadcast_object_list(names, src=0)
             self.saved_model_file = names[0]
+        # For result files, curves and per-epoch cost: [epoch, valid score] and seconds per epoch.
+        self.valid_history = []
+        self.epoch_train_times = []
+        self._epoch_idx = None
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._epoch_idx = epoch_idx
+        start = perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.epoch_train_times.append(round(perf_counter() - start, 4))
+        return loss
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
@@ -155,6 +167,7 @@ class CheckpointCompatMixin:
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         # RecBole saves the checkpoint before it records this result as the best one.
         self._last_valid_result = valid_result
+        self.valid_history.append([self._epoch_idx, float(valid_score)])
         return valid_score, valid_result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -174,6 +187,7 @@ class CheckpointCompatMixin:
             "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
+            "history": {"valid": list(self.valid_history), "epoch_train_times": list(self.epoch_train_times)},
         }
         atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
         if verbose:
@@ -218,6 +232,9 @@ class CheckpointCompatMixin:
             torch.set_rng_state(rng["torch"])
             np.random.set_state(rng["numpy"])
             random.setstate(rng["python"])
+        history = checkpoint.get("history") or {}
+        self.valid_history = list(history.get("valid", []))
+        self.epoch_train_times = list(history.get("epoch_train_times", []))
         if hasattr(self, "_load_extra_checkpoint_state"):
             self._load_extra_checkpoint_state(checkpoint.get("trainer_state") or {})
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")

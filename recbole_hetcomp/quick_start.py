@@ -207,7 +207,8 @@ def ensure_teacher_trajectories(config, train_dataset):
     return trajectories
 
 
-def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time):
+def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time,
+                  checkpoint_file=None):
     return {
         "teacher_config": {
             "model": config["model"],
@@ -225,6 +226,7 @@ def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_time_s": round(train_time, 3),
         "recording_time_s": round(recorder.recording_time, 3),
+        "checkpoint_file": checkpoint_file,
     }
 
 
@@ -404,7 +406,10 @@ def run_recbole_hetcomp(
         )
         name = config["trajectory_name"] or config["model"]
         path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
-        meta = _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time)
+        meta = _teacher_meta(
+            config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time,
+            checkpoint_file=os.path.abspath(trainer.saved_model_file) if saved else None,
+        )
         meta["inference_time_s"] = round(inference_time, 4)
         if is_writer(config):
             save_trajectory(path, Trajectory(teacher=name, topn=topn, observed=observed, meta=meta))
@@ -423,7 +428,9 @@ def run_recbole_hetcomp(
         "test_result": _plain(test_result),
         "parameters": sum(p.numel() for p in model.parameters()),
         "inference_time_s": round(inference_time, 4),
-        "checkpoint_file": trainer.saved_model_file if saved else None,
+        "checkpoint_file": os.path.abspath(trainer.saved_model_file) if saved else None,
+        "valid_history": trainer.valid_history,
+        "epoch_train_times_s": trainer.epoch_train_times,
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time() - start, 3),
         "config": config_essentials(config),

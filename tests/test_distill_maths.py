@@ -586,3 +586,18 @@ def test_full_scores_match_autograd_values_and_gradients():
     item_e = torch.randn(7, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.equal(full_scores(user_e, item_e), user_e @ item_e.T)
     assert torch.autograd.gradcheck(full_scores, (user_e, item_e))
+
+
+def test_rest_logsumexp_and_gather_values_and_gradients():
+    from recbole_hetcomp.distill.akt import rest_logsumexp_and_gather
+
+    gen = torch.Generator().manual_seed(11)
+    scores = (torch.rand(3, 9, generator=gen, dtype=torch.float64) * 80 - 40).requires_grad_()
+    excluded = torch.tensor([[1, 2, 2, 0], [8, 0, 0, 0], [1, 2, 3, 4]])  # repeats and padding
+    items = torch.tensor([[1, 5, 5], [0, 8, 3], [2, 6, 7]])  # excluded, repeated and item 0
+    log_rest, picked = rest_logsumexp_and_gather(scores, excluded, items)
+    for u in range(3):
+        kept = [j for j in range(1, 9) if j not in excluded[u].tolist()]
+        assert log_rest[u].item() == pytest.approx(torch.logsumexp(scores[u, kept], 0).item())
+    assert torch.equal(picked, scores.gather(1, items))
+    assert torch.autograd.gradcheck(lambda s: rest_logsumexp_and_gather(s, excluded, items), (scores,))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SCORE_CLAMP", "plackett_luce", "overall_loss", "detailed_loss"]
+__all__ = ["SCORE_CLAMP", "plackett_luce", "overall_loss", "detailed_loss", "rest_logsumexp_and_gather"]
 
 SCORE_CLAMP = 40.0
 
@@ -56,27 +56,58 @@ def _clamp_if_needed(scores: torch.Tensor) -> torch.Tensor:
     return scores
 
 
-def _log_rest(scores: torch.Tensor, excluded_items: torch.Tensor):
-    """``log sum_{j not excluded, j != 0} e^{s_j}`` per row, with one exp over the catalogue.
+class _RestAndPicked(torch.autograd.Function):
+    """``log sum_{j not excluded} e^{s_j}`` and ``s[items]`` in one pass over ``[B, n_items]``.
 
-    Excluded items are given as 0-padded id lists (duplicates and overlaps are fine:
-    they are zeroed, not subtracted, so there is no cancellation). Also returns the row
-    shift ``m`` and the shifted exponentials ``e = e^{s - m}`` so callers can add small
-    item sets in linear space. An empty set gives log(1e-37) + m, with finite gradients.
+    Autograd would keep several ``[B, n_items]`` intermediates (exp, masked copy, the
+    dense zeros of each gather's backward) and add them up; here the backward writes the
+    gradient once: ``e_j / sum`` on the kept items plus the picked items' gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, excluded, items):
+        # Scores are clamped to +-SCORE_CLAMP, so e^s cannot overflow float32 even summed
+        # over millions of items: no max shift (one full pass fewer).
+        e = torch.exp(scores)
+        e.scatter_(1, excluded, 0.0)
+        e[:, 0] = 0.0
+        total = e.sum(dim=1).clamp_min(_TINY)
+        ctx.save_for_backward(e, total, items)
+        return torch.log(total), scores.gather(1, items)
+
+    @staticmethod
+    def backward(ctx, grad_log_rest, grad_picked):
+        e, total, items = ctx.saved_tensors
+        grad = e * (grad_log_rest / total)[:, None]
+        grad.scatter_add_(1, items, grad_picked)
+        return grad, None, None
+
+
+_TINY = 1e-37
+
+
+def rest_logsumexp_and_gather(scores: torch.Tensor, excluded_items: torch.Tensor, items: torch.Tensor):
+    """``log sum_{j not excluded, j != 0} e^{s_j}`` per row, and the scores of ``items``.
+
+    The one full-catalogue computation every loss here needs, fused with the gathers of
+    its listed items. Excluded ids may repeat or overlap; an empty set gives log(1e-37)
+    with zero gradient.
 
     Args:
-        scores: clamped float ``[B, n_items]``.
+        scores: float ``[B, n_items]``, already clamped to [-40, 40].
         excluded_items: integer ``[B, L]`` item ids (0 = padding; item 0 is always excluded).
+        items: integer ``[B, M]`` ids whose scores are returned (0 allowed; mask it yourself).
 
     Returns:
-        tuple: ``log_rest`` [B], ``rest_sum`` [B] (shifted), ``m`` [B, 1], ``e`` [B, n_items].
+        tuple: ``log_rest`` float [B], ``picked`` float [B, M].
     """
-    m = scores.detach().max(dim=1, keepdim=True).values
-    e = torch.exp(scores - m)
-    kept = e.scatter(1, excluded_items.long(), 0.0)
-    kept[:, 0] = 0.0
-    rest_sum = kept.sum(dim=1)
-    return torch.log(rest_sum.clamp_min(1e-37)) + m[:, 0], rest_sum, m, e
+    return _RestAndPicked.apply(scores, excluded_items.long(), items.long())
+
+
+def _log_add_items(log_base: torch.Tensor, picked: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``log(e^{log_base} + sum_{valid} e^{picked})`` per row ``[B]``."""
+    listed = torch.logsumexp(picked.masked_fill(~valid, _MASKED), dim=1)
+    return torch.logaddexp(log_base, listed)
 
 
 def _plackett_luce_terms(ranked_scores: torch.Tensor, valid: torch.Tensor, log_negatives: torch.Tensor):
@@ -150,11 +181,11 @@ def overall_loss(
         Float ``[B]`` per-user loss.
     """
     scores = _clamp_if_needed(scores)
-    log_rest, _, _, _ = _log_rest(scores, torch.cat([train_items.long(), target.long()], dim=1))
-    items = torch.cat([observed, target.to(observed.dtype)], dim=1).long()
+    items = torch.cat([observed.long(), target.long()], dim=1)
     valid = torch.cat([observed_mask & (observed != 0), target != 0], dim=1)
+    log_rest, picked = rest_logsumexp_and_gather(scores, torch.cat([train_items.long(), target.long()], dim=1), items)
     # -log(e^s / (e^s + e^c)) = softplus(c - s), stable for any gap.
-    terms = F.softplus(log_rest[:, None] - scores.gather(1, items))
+    terms = F.softplus(log_rest[:, None] - picked)
     return terms.masked_fill(~valid, 0.0).sum(dim=1)
 
 
@@ -196,17 +227,19 @@ def detailed_loss(
         Float ``[B]`` per-user loss.
     """
     scores = _clamp_if_needed(scores)
-    long_target, short_target = target[:, :n_long], target[:, :n_short]
-    # N for the long list: unobserved items outside T50. N for the short list adds
-    # T[n_short:n_long] to it: a sum of positives, computed without subtraction.
-    log_long, rest_long, m, e = _log_rest(scores, torch.cat([train_items.long(), long_target.long()], dim=1))
-    middle = target[:, n_short:n_long].long()
-    middle_sum = e.gather(1, middle).masked_fill(middle == 0, 0.0).sum(dim=1)
-    log_short = torch.log((rest_long + middle_sum).clamp_min(1e-37)) + m[:, 0]
-
     obs = observed[:, :n_observed].long()
     obs_valid = observed_mask[:, :n_observed] & (obs != 0)
-    observed_part = _plackett_luce_terms(scores.gather(1, obs), obs_valid, log_long)
-    long_part = _plackett_luce_terms(scores.gather(1, long_target.long()), long_target != 0, log_long)
-    short_part = _plackett_luce_terms(scores.gather(1, short_target.long()), short_target != 0, log_short)
+    long_target = target[:, :n_long].long()
+    long_valid = long_target != 0
+    # N for the long list: unobserved items outside T50. N for the short list adds
+    # T[n_short:n_long] to it: a sum of positives, computed without subtraction.
+    log_long, picked = rest_logsumexp_and_gather(
+        scores, torch.cat([train_items.long(), long_target], dim=1), torch.cat([obs, long_target], dim=1)
+    )
+    obs_scores, long_scores = picked[:, : obs.shape[1]], picked[:, obs.shape[1]:]
+    log_short = _log_add_items(log_long, long_scores[:, n_short:], long_valid[:, n_short:])
+
+    observed_part = _plackett_luce_terms(obs_scores, obs_valid, log_long)
+    long_part = _plackett_luce_terms(long_scores, long_valid, log_long)
+    short_part = _plackett_luce_terms(long_scores[:, :n_short], long_valid[:, :n_short], log_short)
     return observed_part + target_weight * (long_part + short_part)

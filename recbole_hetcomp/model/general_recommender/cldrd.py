@@ -56,7 +56,7 @@ Simplifications, stated honestly:
 import torch
 import torch.nn.functional as F
 
-from recbole_hetcomp.distill.akt import _clamp_if_needed, _log_rest, _plackett_luce_terms
+from recbole_hetcomp.distill.akt import _clamp_if_needed, _log_add_items, _plackett_luce_terms, rest_logsumexp_and_gather
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.general_recommender.rrd import FinalEnsembleStudent
 
@@ -88,13 +88,12 @@ def cldrd_loss(scores, target, train_items, n_ordered, length):
     scores = _clamp_if_needed(scores)
     top = target[:, :length].long()
     ordered, unordered = top[:, :n_ordered], top[:, n_ordered:]
-    # R in linear space (one exp over the catalogue), then G2 + R by adding G2's terms.
-    log_rest, rest_sum, m, e = _log_rest(scores, torch.cat([train_items.long(), top], dim=1))
-    unordered_sum = e.gather(1, unordered).masked_fill(unordered == 0, 0.0).sum(dim=1)
-    log_below = torch.log((rest_sum + unordered_sum).clamp_min(1e-37)) + m[:, 0]
-    ordered_part = _plackett_luce_terms(scores.gather(1, ordered), ordered != 0, log_below)
+    log_rest, picked = rest_logsumexp_and_gather(scores, torch.cat([train_items.long(), top], dim=1), top)
+    ordered_scores, unordered_scores = picked[:, :n_ordered], picked[:, n_ordered:]
+    log_below = _log_add_items(log_rest, unordered_scores, unordered != 0)  # N = G2 + R
+    ordered_part = _plackett_luce_terms(ordered_scores, ordered != 0, log_below)
     # -log(e^s / (e^s + e^c)) = softplus(c - s)
-    group_part = F.softplus(log_rest[:, None] - scores.gather(1, unordered)).masked_fill(unordered == 0, 0.0)
+    group_part = F.softplus(log_rest[:, None] - unordered_scores).masked_fill(unordered == 0, 0.0)
     return ordered_part + group_part.sum(dim=1)
 
 

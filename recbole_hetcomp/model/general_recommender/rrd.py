@@ -50,7 +50,7 @@ the other final-knowledge baselines (e.g. :class:`~recbole_hetcomp.model.general
 
 import torch
 
-from recbole_hetcomp.distill.akt import _clamp_if_needed, _log_rest, _MASKED, _plackett_luce_terms
+from recbole_hetcomp.distill.akt import _MASKED, _clamp_if_needed, _plackett_luce_terms, rest_logsumexp_and_gather
 from recbole_hetcomp.distill.dkc import build_targets
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.general_recommender.hetcomp import stack_trajectories
@@ -113,12 +113,14 @@ def rrd_loss(scores, target, train_items, k, n=None, uninteresting=None):
     scores = _clamp_if_needed(scores)
     ranked = target[:, :k].long()
     if uninteresting is None:
-        log_negatives, _, _, _ = _log_rest(scores, torch.cat([train_items.long(), target[:, :n].long()], dim=1))
+        excluded = torch.cat([train_items.long(), target[:, :n].long()], dim=1)
+        log_negatives, ranked_scores = rest_logsumexp_and_gather(scores, excluded, ranked)
     else:
         uninteresting = uninteresting.long()
         sampled = scores.gather(1, uninteresting).masked_fill(uninteresting == 0, _MASKED)
         log_negatives = torch.logsumexp(sampled, dim=1)
-    return _plackett_luce_terms(scores.gather(1, ranked), ranked != 0, log_negatives)
+        ranked_scores = scores.gather(1, ranked)
+    return _plackett_luce_terms(ranked_scores, ranked != 0, log_negatives)
 
 
 class FinalEnsembleStudent(DistillationStudent):
