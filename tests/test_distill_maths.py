@@ -595,9 +595,31 @@ def test_rest_logsumexp_and_gather_values_and_gradients():
     scores = (torch.rand(3, 9, generator=gen, dtype=torch.float64) * 80 - 40).requires_grad_()
     excluded = torch.tensor([[1, 2, 2, 0], [8, 0, 0, 0], [1, 2, 3, 4]])  # repeats and padding
     items = torch.tensor([[1, 5, 5], [0, 8, 3], [2, 6, 7]])  # excluded, repeated and item 0
-    log_rest, picked = rest_logsumexp_and_gather(scores, excluded, items)
+    log_rest, picked = rest_logsumexp_and_gather(scores, [excluded], items)
     for u in range(3):
         kept = [j for j in range(1, 9) if j not in excluded[u].tolist()]
         assert log_rest[u].item() == pytest.approx(torch.logsumexp(scores[u, kept], 0).item())
     assert torch.equal(picked, scores.gather(1, items))
-    assert torch.autograd.gradcheck(lambda s: rest_logsumexp_and_gather(s, excluded, items), (scores,))
+    assert torch.autograd.gradcheck(lambda s: rest_logsumexp_and_gather(s, [excluded], items), (scores,))
+
+
+def test_flat_training_items_give_the_same_losses_and_gradients():
+    from recbole_hetcomp.distill.akt import flat_items
+
+    gen = torch.Generator().manual_seed(12)
+    history = torch.tensor([[3, 7, 0, 0], [0, 0, 0, 0], [1, 2, 4, 9], [5, 0, 0, 0]])  # user 1: none
+    lengths = (history != 0).sum(1)
+    indptr = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+    users = torch.tensor([2, 0, 1, 3, 2])
+    rows, cols = flat_items(indptr, history[history != 0], users)
+    for r, u in enumerate(users.tolist()):
+        assert sorted(cols[rows == r].tolist()) == sorted(i for i in history[u].tolist() if i)
+
+    scores = torch.randn(5, 12, generator=gen, dtype=torch.float64, requires_grad=True)
+    observed = history[users][:, :2]
+    target = torch.stack([torch.randperm(11, generator=gen)[:4] + 1 for _ in range(5)])
+    for loss in (overall_loss, lambda *a: detailed_loss(*a, n_observed=2, n_long=4, n_short=2)):
+        padded = loss(scores, observed, observed != 0, target, history[users])
+        flat = loss(scores, observed, observed != 0, target, (rows, cols))
+        assert torch.allclose(padded, flat)
+        assert torch.allclose(*(torch.autograd.grad(x.sum(), scores)[0] for x in (padded, flat)))

@@ -14,6 +14,7 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.model.loss import BPRLoss
 from recbole.utils import InputType
 
+from recbole_hetcomp.distill.akt import flat_items
 from recbole_hetcomp.distill.mf import full_scores
 from recbole_hetcomp.errors import ConfigError
 
@@ -37,10 +38,18 @@ class DistillationStudent(GeneralRecommender):
             raise ConfigError(f"bpr_loss_weight must be >= 0, got {self.bpr_weight!r}")
         history, _, _ = dataset.history_item_matrix()
         self.register_buffer("history", history.long(), persistent=False)  # [n_users, max_len], 0-padded
+        # The same sets in CSR form, for the losses (see flat_items).
+        lengths = (history != 0).sum(dim=1)
+        self.register_buffer("train_indptr", torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]), persistent=False)
+        self.register_buffer("train_indices", history[history != 0].long(), persistent=False)
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.bpr_loss = BPRLoss()
         self.apply(xavier_normal_initialization)
+
+    def train_items_of(self, users):
+        """Training items of ``users`` as flat ``(rows, cols)`` indices (see :func:`flat_items`)."""
+        return flat_items(self.train_indptr, self.train_indices, users)
 
     def kd_loss(self, scores, users):
         """Distillation loss of a batch of users.

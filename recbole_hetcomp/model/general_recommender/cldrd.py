@@ -76,7 +76,8 @@ def cldrd_loss(scores, target, train_items, n_ordered, length):
     Args:
         scores (torch.Tensor): float [B, n_items] student scores (clamped to [-40, 40] here).
         target (torch.Tensor): integer [B, >= length] the ensemble's ranking, best first, 0-padded.
-        train_items (torch.Tensor): integer [B, L_train] training items, 0-padded.
+        train_items (torch.Tensor or tuple): training items, integer [B, L_train] 0-padded,
+            or flat ``(rows, cols)`` (see :func:`~recbole_hetcomp.distill.akt.flat_items`).
         n_ordered (int): K_c, the ordered prefix (0 <= n_ordered <= length).
         length (int): L, the supervised prefix.
 
@@ -88,7 +89,7 @@ def cldrd_loss(scores, target, train_items, n_ordered, length):
     scores = _clamp_if_needed(scores)
     top = target[:, :length].long()
     ordered, unordered = top[:, :n_ordered], top[:, n_ordered:]
-    log_rest, picked = rest_logsumexp_and_gather(scores, torch.cat([train_items.long(), top], dim=1), top)
+    log_rest, picked = rest_logsumexp_and_gather(scores, [train_items, top], top)
     ordered_scores, unordered_scores = picked[:, :n_ordered], picked[:, n_ordered:]
     log_below = _log_add_items(log_rest, unordered_scores, unordered != 0)  # N = G2 + R
     ordered_part = _plackett_luce_terms(ordered_scores, ordered != 0, log_below)
@@ -166,5 +167,5 @@ class CLDRD(FinalEnsembleStudent):
         Returns:
             torch.Tensor: scalar loss.
         """
-        loss = cldrd_loss(scores, self.targets[users], self.history[users], self.n_ordered, self.length)
+        loss = cldrd_loss(scores, self.targets[users], self.train_items_of(users), self.n_ordered, self.length)
         return self.cldrd_weight * loss.sum()

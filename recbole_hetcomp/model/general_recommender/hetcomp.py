@@ -205,7 +205,7 @@ class HetComp(DistillationStudent):
     # --- AKT -------------------------------------------------------------------------
     def kd_loss(self, scores, users):
         """The current AKT stage's loss on the users' current targets (summed, weighted)."""
-        train_items = self.history[users]
+        train_items = self.train_items_of(users)
         observed = self.observed_targets[users]
         target = self.targets[users]
         if int(self.akt_stage) == STAGE_OVERALL:

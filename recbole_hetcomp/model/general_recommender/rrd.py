@@ -100,7 +100,8 @@ def rrd_loss(scores, target, train_items, k, n=None, uninteresting=None):
     Args:
         scores (torch.Tensor): float [B, n_items] student scores (clamped to [-40, 40] here).
         target (torch.Tensor): integer [B, >= max(k, n)] the ensemble's ranking, best first, 0-padded.
-        train_items (torch.Tensor): integer [B, L_train] training items, 0-padded.
+        train_items (torch.Tensor or tuple): training items, integer [B, L_train] 0-padded,
+            or flat ``(rows, cols)`` (see :func:`~recbole_hetcomp.distill.akt.flat_items`).
         k (int): interesting items, the ranked prefix whose order is learned.
         n (int, optional): full-catalogue N_u starts below rank n (default k; n >= k).
         uninteresting (torch.Tensor, optional): integer [B, L] sampled N_u ids (0 = padding),
@@ -113,8 +114,7 @@ def rrd_loss(scores, target, train_items, k, n=None, uninteresting=None):
     scores = _clamp_if_needed(scores)
     ranked = target[:, :k].long()
     if uninteresting is None:
-        excluded = torch.cat([train_items.long(), target[:, :n].long()], dim=1)
-        log_negatives, ranked_scores = rest_logsumexp_and_gather(scores, excluded, ranked)
+        log_negatives, ranked_scores = rest_logsumexp_and_gather(scores, [train_items, target[:, :n]], ranked)
     else:
         uninteresting = uninteresting.long()
         sampled = scores.gather(1, uninteresting).masked_fill(uninteresting == 0, _MASKED)
@@ -212,7 +212,9 @@ class RRD(FinalEnsembleStudent):
         Returns:
             torch.Tensor: scalar loss.
         """
-        target, train_items = self.targets[users], self.history[users]
+        target = self.targets[users]
+        # Sampling needs the padded form; the full-catalogue loss is faster with flat indices.
+        train_items = self.history[users] if self.n_negatives else self.train_items_of(users)
         uninteresting = None
         if self.n_negatives > 0:
             uninteresting = sample_uninteresting(train_items, target[:, : self.n], self.n_items, self.n_negatives)
