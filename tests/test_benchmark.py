@@ -33,7 +33,7 @@ def test_comparison_writes_every_row_and_reuses_them(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     page = (tmp_path / "docs" / "results.md").read_text()
     for name in ("BPR", "MultiVAE", "Ensemble (equal weights)", "Ensemble, weights chosen on validation",
-                 "EASE", "HetComp", "final checkpoints only", "overall loss only", "detailed loss only",
+                 "EASE (closed form, reg_weight", "HetComp", "final checkpoints only", "overall loss only", "detailed loss only",
                  "RRD", "CL-DRD", "no-KD student"):
         assert name in page
     assert "Command: `python benchmarks/bench_compare.py --dataset=tiny" in page and "torch threads = 1" in page
