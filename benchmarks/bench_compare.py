@@ -159,7 +159,7 @@ def main():
         return
 
     results = {name: json.load(open(row_file(work, name))) for name in rows}
-    timings = time_inference_back_to_back(results, args.dataset, files, base, args.threads)
+    timings = time_inference_back_to_back(results, args.dataset, files, base, args.threads, work)
     report = build_report(results, timings, no_kd, ease, args, invocations, work)
     print(report["markdown"])
     if args.out:
@@ -217,7 +217,7 @@ def run_rows(rows, args, files, work):
     return computed
 
 
-def time_inference_back_to_back(results, dataset, files, base, threads):
+def time_inference_back_to_back(results, dataset, files, base, threads, work):
     """Full-sort top-K seconds for every model, loaded from its checkpoint, in this process.
 
     Teachers come from their trajectory files' checkpoints; the ensemble costs every
@@ -246,7 +246,8 @@ def time_inference_back_to_back(results, dataset, files, base, threads):
     k = max(config["topk"])
 
     def timed(checkpoint_file):
-        checkpoint = load_own_checkpoint(checkpoint_file, "cpu")
+        # Result files name checkpoints as their run saw them: relative to the work folder.
+        checkpoint = load_own_checkpoint(os.path.join(work, checkpoint_file), "cpu")
         model_config = checkpoint["config"]
         model_config["device"] = torch.device("cpu")
         model = get_model(model_config["model"])(model_config, train_dataset)
