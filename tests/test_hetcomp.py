@@ -130,3 +130,21 @@ def test_resumed_student_ends_with_the_same_results_as_an_uninterrupted_one(tiny
 def test_single_loss_ablations(tiny, mode, stages):
     result = run(tiny, epochs=14, akt_mode=mode)
     assert {h["stage"] for h in result["dkc_history"]} == stages
+
+
+def test_early_stopping_waits_for_the_curriculum(tiny):
+    run(tiny, model="RankEnsemble")  # records the teachers
+    _, _, model, trainer = load_split_and_model(tiny, stopping_step=3)
+    trainer._hold_early_stopping()
+    assert trainer.stopping_step == float("inf")  # curriculum under way: RecBole never stops
+    trainer.cur_step = 7  # validations without gain so far
+    model.dkc_checkpoint.copy_((model.dkc_n_checkpoints - 1)[:, None].expand_as(model.dkc_checkpoint))  # all at the last
+    trainer._hold_early_stopping()
+    assert (trainer.stopping_step, trainer.cur_step) == (3, 0)  # patience counts from here
+    trainer.cur_step = 2
+    trainer._hold_early_stopping()
+    assert (trainer.stopping_step, trainer.cur_step) == (3, 2)  # and only once
+
+    _, _, _, plain = load_split_and_model(tiny, stopping_step=3, hold_early_stopping=False)
+    plain._hold_early_stopping()
+    assert plain.stopping_step == 3

@@ -6,9 +6,14 @@ discrepancy to each teacher's next checkpoint, advances the (teacher, user) pair
 rule allows, and rebuilds the targets. Once ``switch_fraction`` of the pairs have reached
 their teacher's last checkpoint, AKT switches once, globally, from the overall to the
 detailed ranking loss (section 4.3). Everything else (optimiser, early stopping on
-validation, best checkpoint, evaluation) is RecBole's.
+validation, best checkpoint, evaluation) is RecBole's, except that with
+``hold_early_stopping`` early stopping waits for the curriculum: while the targets still
+come from intermediate checkpoints the student's validation score can plateau (measured on
+ml-1m: flat for 20 epochs mid-curriculum), and stopping there would end training before the
+final knowledge is used. Its patience counts from the end of the curriculum.
 """
 
+import math
 from time import perf_counter
 
 from recbole.trainer import Trainer
@@ -29,14 +34,28 @@ class HetCompTrainer(Trainer):
         self.switch_fraction = config["switch_fraction"]
         self.akt_mode = config["akt_mode"] or "adaptive"
         self.dkc_history = []  # one dict per DKC step, for logs, plots and benchmarks
+        self.hold_early_stopping = bool(config["hold_early_stopping"])
+        self._patience_started = False
         # A one-shot-only teacher set (or the no-DKC ablation) is finished from the start.
         self._maybe_switch(epoch_idx=0)
 
     def _extra_checkpoint_state(self):
-        return {"dkc_history": list(self.dkc_history)}
+        return {"dkc_history": list(self.dkc_history), "patience_started": self._patience_started}
 
     def _load_extra_checkpoint_state(self, state):
         self.dkc_history = list(state.get("dkc_history", []))
+        self._patience_started = bool(state.get("patience_started", False))
+
+    def _hold_early_stopping(self):
+        """No early stop before the curriculum has finished; patience counts from then."""
+        if not self.hold_early_stopping or self._patience_started:
+            return
+        if self.model.curriculum.finished(self.switch_fraction):
+            self._patience_started = True
+            self.stopping_step = self.config["stopping_step"]
+            self.cur_step = 0
+        else:
+            self.stopping_step = math.inf
 
     def _dkc_due(self, epoch_idx):
         return (
@@ -104,4 +123,5 @@ class HetCompTrainer(Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self._dkc_due(epoch_idx):
             self.dkc(epoch_idx)
+        self._hold_early_stopping()
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
