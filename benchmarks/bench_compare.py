@@ -76,18 +76,22 @@ def run_row(name, model, dataset, files, config, work, threads):
     os.chdir(work)  # RecBole writes log/, saved/ and log_tensorboard/ here
     path = row_file(work, name)
     start = time.time()
-    result = run_recbole_hetcomp(model=model, dataset=dataset, config_file_list=files,
-                                 config_dict=dict(config, result_file=path + ".part"), read_command_line=False)
-    result.update(
-        row_name=name,
-        row_overrides=config,
-        row_wall_time_s=round(time.time() - start, 1),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        torch_threads=torch.get_num_threads(),
-    )
-    with open(path + ".part", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".part", path)
+    try:
+        result = run_recbole_hetcomp(model=model, dataset=dataset, config_file_list=files,
+                                     config_dict=dict(config, result_file=path + ".part"), read_command_line=False)
+        result.update(
+            row_name=name,
+            row_overrides=config,
+            row_wall_time_s=round(time.time() - start, 1),
+            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            torch_threads=torch.get_num_threads(),
+        )
+        with open(path + ".part", "w") as f:
+            json.dump(result, f, indent=2)
+        os.replace(path + ".part", path)
+    finally:
+        if os.path.exists(path + ".lock"):
+            os.remove(path + ".lock")
     return path
 
 
@@ -145,7 +149,9 @@ def main():
 
     if args.only:
         words = [w for w in args.only.split(",") if w]
-        rows = {n: (m, c, None) for n, (m, c, _) in rows.items() if any(w in n for w in words)}
+        # A word that is a row's whole name picks that row only ("HetComp"), else any row containing it.
+        rows = {n: (m, c, None) for n, (m, c, _) in rows.items()
+                if any(w == n or (w not in rows and w in n) for w in words)}
     start = time.time()
     computed = run_rows(rows, args, files, work)
     wall = time.time() - start
@@ -158,6 +164,9 @@ def main():
     if args.only:
         return
 
+    missing = [name for name in rows if not os.path.exists(row_file(work, name))]
+    if missing:
+        sys.exit(f"rows not computed yet (another invocation is on them): {', '.join(missing)}; rerun when it is done")
     results = {name: json.load(open(row_file(work, name))) for name in rows}
     timings = time_inference_back_to_back(results, args.dataset, files, base, args.threads, work)
     report = build_report(results, timings, no_kd, ease, args, invocations, work)
@@ -200,14 +209,21 @@ def run_rows(rows, args, files, work):
     if not todo:
         return []
     print(f"computing {len(todo)} rows, {args.jobs} at a time: {', '.join(todo)}", flush=True)
-    running, computed = {}, []
+    running, computed, elsewhere = {}, [], []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         while todo or running:
             for name in [n for n, (_, _, needs) in todo.items() if needs not in todo and needs not in running.values()]:
                 if len(running) >= args.jobs:
                     break
-                model, config, _ = todo.pop(name)
+                model, config, needs = todo.pop(name)
+                if needs in elsewhere or not _lock(row_file(work, name)):
+                    elsewhere.append(name)  # another invocation computes it (or what it needs)
+                    print(f"skipped: {name} (being computed by another invocation; if none is running, "
+                          f"delete {row_file(work, name)}.lock)", flush=True)
+                    continue
                 running[pool.submit(run_row, name, model, args.dataset, files, config, work, args.threads)] = name
+            if not running:
+                continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 name = running.pop(future)
@@ -215,6 +231,17 @@ def run_rows(rows, args, files, work):
                 computed.append(name)
                 print(f"done: {name}", flush=True)
     return computed
+
+
+def _lock(path):
+    """Claim a row for this invocation: several invocations may share one --work folder."""
+    try:
+        fd = os.open(path + ".lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
 
 
 def time_inference_back_to_back(results, dataset, files, base, threads, work):

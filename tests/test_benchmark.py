@@ -60,3 +60,10 @@ def test_comparison_writes_every_row_and_reuses_them(tmp_path):
     other = bench(tmp_path, "--set", "learning_rate=0.01")
     assert other.returncode != 0
     assert "was computed with other settings" in other.stderr and "Traceback" not in other.stderr
+
+    # Invocations sharing a work folder split the rows: a row another one has claimed is skipped.
+    (tmp_path / "work" / "RRD.json").unlink()
+    (tmp_path / "work" / "RRD.json.lock").write_text("12345")
+    shared = bench(tmp_path)
+    assert shared.returncode != 0 and "skipped: RRD" in shared.stdout
+    assert "rows not computed yet (another invocation is on them): RRD" in shared.stderr
