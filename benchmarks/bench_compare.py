@@ -332,7 +332,7 @@ def time_epochs_back_to_back(results, names, dataset, files, threads):
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         start = time.perf_counter()
         trainer._train_epoch(train_data, 0)  # epoch 0: before any DKC step, in stage 1 unless detailed-only
-        seconds[name] = round(time.perf_counter() - start, 2)
+        seconds[name] = round(time.perf_counter() - start, 4)
         print(f"one epoch of {name}: {seconds[name]} s", flush=True)
     return {"seconds": seconds, "threads": torch.get_num_threads()}
 
