@@ -111,6 +111,8 @@ def main():
     parser.add_argument("--out", default=None, help="Markdown report (.csv and .json with the rows are written next to it)")
     parser.add_argument("--only", default="", help="compute only rows whose name contains one of these comma-separated "
                         "words, then stop (e.g. 'no-KD,EASE' while the teachers train elsewhere)")
+    parser.add_argument("--allow_missing", action="store_true", help="write the report even if baseline or "
+                        "ablation rows are still being computed elsewhere (they are listed as missing)")
     parser.add_argument("--plots", action="store_true", help="also write PNG figures next to --out (needs matplotlib)")
     args = parser.parse_args()
     if args.plots:
@@ -166,13 +168,14 @@ def main():
         return
 
     missing = [name for name in rows if not os.path.exists(row_file(work, name))]
-    if missing:
+    optional = {n for n, _, _ in KD_ROWS if n != "HetComp"} | set(ease[1:])
+    if missing and not (args.allow_missing and set(missing) <= optional):
         sys.exit(f"rows not computed yet (another invocation is on them): {', '.join(missing)}; rerun when it is done")
-    results = {name: json.load(open(row_file(work, name))) for name in rows}
+    results = {name: json.load(open(row_file(work, name))) for name in rows if name not in missing}
     timings = time_inference_back_to_back(results, args.dataset, files, base, args.threads, work)
-    students = [n for n, _, _ in KD_ROWS] + [max(no_kd, key=lambda n: results[n]["best_valid_score"])]
+    students = [n for n, _, _ in KD_ROWS if n in results] + [max(no_kd, key=lambda n: results[n]["best_valid_score"])]
     timings["epochs"] = time_epochs_back_to_back(results, students, args.dataset, files, args.threads)
-    report = build_report(results, timings, no_kd, ease, args, invocations, work)
+    report = build_report(results, timings, no_kd, ease, args, invocations, work, missing)
     print(report["markdown"])
     if args.out:
         out = os.path.abspath(args.out)
@@ -350,7 +353,7 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
-def build_report(results, timings, no_kd, ease, args, invocations, work):
+def build_report(results, timings, no_kd, ease, args, invocations, work, missing=()):
     """Accuracy and cost rows, goal checks and the Markdown page."""
     seconds = timings["seconds"]
     teacher_rows = results[TEACHERS_ROW]["rows"]
@@ -385,23 +388,24 @@ def build_report(results, timings, no_kd, ease, args, invocations, work):
     weights = weighted.get("ensemble_weights")
     rows.append(row(f"Ensemble, weights chosen on validation {weights}", "ensemble",
                     plain=dict(weighted, parameters=rows[-1]["parameters"]), inference=ensemble_time))
-    chosen_ease = max(ease, key=lambda n: results[n]["best_valid_score"])
+    chosen_ease = max([n for n in ease if n in results], key=lambda n: results[n]["best_valid_score"])
     rows.append(row(f"EASE (closed form, {chosen_ease.split(' ', 1)[1]} chosen on validation)", "reference",
                     results[chosen_ease], inference=seconds.get(chosen_ease)))
     rows[-1]["parameters"] = None  # its n_items x n_items weights are a buffer, not parameters
+    keys = {}
     for name, _, _ in KD_ROWS:
-        rows.append(row(name, "student", results[name], inference=seconds.get(name)))
+        if name in results:
+            rows.append(row(name, "student", results[name], inference=seconds.get(name)))
+            keys[name] = name
     lr = results[chosen_no_kd]["config"].get("learning_rate")
     rows.append(row(f"no-KD student: BPR (lr {lr}, chosen on validation)", "student", results[chosen_no_kd],
                     inference=seconds.get(chosen_no_kd)))
+    keys[rows[-1]["name"]] = chosen_no_kd
     epochs = timings["epochs"]
     base_epoch = epochs["seconds"].get(chosen_no_kd)
-    for r, key in zip(rows[-len(KD_ROWS) - 1:], [n for n, _, _ in KD_ROWS] + [chosen_no_kd]):
-        r["epoch_b2b_s"] = epochs["seconds"].get(key)
-        r["epoch_b2b_ratio"] = round(r["epoch_b2b_s"] / base_epoch, 2) if r["epoch_b2b_s"] and base_epoch else None
     for r in rows:
-        r.setdefault("epoch_b2b_s", None)
-        r.setdefault("epoch_b2b_ratio", None)
+        r["epoch_b2b_s"] = epochs["seconds"].get(keys.get(r["name"]))
+        r["epoch_b2b_ratio"] = round(r["epoch_b2b_s"] / base_epoch, 2) if r["epoch_b2b_s"] and base_epoch else None
 
     hetcomp = results["HetComp"]
     dkc = [h for h in hetcomp.get("dkc_history", []) if h.get("mean_checkpoint") is not None]
@@ -461,6 +465,7 @@ def build_report(results, timings, no_kd, ease, args, invocations, work):
         "",
         f"Command: `{command}`",
         "",
+        *([f"**Rows not computed yet, so missing below: {', '.join(missing)}.**", ""] if missing else []),
         f"Wall time: {wall_invocations / 60:.1f} min over {len(invocations)} invocation(s) of the command "
         f"(rows are reused between invocations); {wall_rows / 60:.1f} min summed over rows (one core's worth).",
         "",
@@ -579,7 +584,7 @@ def plot(report, results, no_kd, stem):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     chosen = max(no_kd, key=lambda n: results[n]["best_valid_score"])
     for name, label in (("HetComp", "HetComp"), (chosen, "no-KD student (BPR)"), ("RRD", "RRD")):
-        curve = results[name].get("valid_history") or []
+        curve = results.get(name, {}).get("valid_history") or []
         ax.plot([e for e, _ in curve], [s for _, s in curve], marker="o", ms=3, label=label)
     valid = {r["name"]: r["valid"].get(MAIN) for r in report["rows"]}
     ax.axhline(valid["Ensemble (equal weights)"], color="black", ls="--", lw=1, label="ensemble")
