@@ -224,6 +224,8 @@ def run_rows(rows, args, files, work):
                 if len(running) >= args.jobs:
                     break
                 model, config, needs = todo.pop(name)
+                if os.path.exists(row_file(work, name)):
+                    continue  # another invocation finished it meanwhile
                 if needs in elsewhere or not _lock(row_file(work, name)):
                     elsewhere.append(name)  # another invocation computes it (or what it needs)
                     print(f"skipped: {name} (being computed by another invocation; if none is running, "
