@@ -330,7 +330,8 @@ def time_epochs_back_to_back(results, names, dataset, files, threads):
         config = Config(model=results[name]["model"], dataset=dataset, config_file_list=files,
                         config_dict=overrides, read_command_line=False)
         init_seed(config["seed"], config["reproducibility"])
-        shared = shared or create_dataset(config)  # the same interactions for every student
+        if shared is None:
+            shared = create_dataset(config)  # the same interactions for every student
         train_data, _, _ = data_preparation(config, copy.deepcopy(shared))  # building consumes a dataset
         init_seed(config["seed"], config["reproducibility"])
         model = config.model_class(config, train_data.dataset)
@@ -357,6 +358,8 @@ def _mean(values):
 
 def build_report(results, timings, no_kd, ease, args, invocations, work, missing=()):
     """Accuracy and cost rows, goal checks and the Markdown page."""
+    from recbole_hetcomp.trajectory.store import read_metadata
+
     seconds = timings["seconds"]
     teacher_rows = results[TEACHERS_ROW]["rows"]
     chosen_no_kd = max(no_kd, key=lambda n: results[n]["best_valid_score"])
@@ -414,7 +417,7 @@ def build_report(results, timings, no_kd, ease, args, invocations, work, missing
     dkc_work = [h["seconds"] for h in dkc if h.get("frac_at_last", 1.0) < 1.0 or h.get("first_call")]
     trajectories = _trajectory_files_from(results, args)
     traj_mb = sum(os.path.getsize(p) for p in trajectories) / 2**20
-    teacher_metas = [_meta(p) for p in trajectories]
+    teacher_metas = [read_metadata(p) for p in trajectories]
     overheads = [(m.get("teacher_config", {}).get("model"), m["recording_time_s"] / m["train_time_s"])
                  for m in teacher_metas if m.get("train_time_s")]
     best_teacher = max(rows[: len(teacher_rows) - 1], key=lambda r: r["test"].get(MAIN, 0))
@@ -531,12 +534,6 @@ def _trajectory_files_from(results, args):
 
     names = [r["name"] for r in results[TEACHERS_ROW]["rows"][:-1]]
     return [trajectory_path(os.path.abspath(args.trajectory_dir), args.dataset, n) for n in names]
-
-
-def _meta(path):
-    from recbole_hetcomp.trajectory.store import read_metadata
-
-    return read_metadata(path)
 
 
 def _best_epoch(result):
