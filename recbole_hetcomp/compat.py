@@ -145,6 +145,7 @@ class CheckpointCompatMixin:
             self.saved_model_file = names[0]
         # For result files, curves and per-epoch cost: [epoch, valid score] and seconds per epoch.
         self.valid_history = []
+        self.valid_results_history = []
         self.epoch_train_times = []
         self._epoch_idx = None
 
@@ -168,6 +169,9 @@ class CheckpointCompatMixin:
         # RecBole saves the checkpoint before it records this result as the best one.
         self._last_valid_result = valid_result
         self.valid_history.append([self._epoch_idx, float(valid_score)])
+        # Every metric, not only valid_metric: curves of other metrics (e.g. NDCG@20 of a run
+        # selected on Recall@50) need no second evaluation.
+        self.valid_results_history.append(dict({"epoch": self._epoch_idx}, **{k: float(v) for k, v in valid_result.items()}))
         return valid_score, valid_result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -187,7 +191,8 @@ class CheckpointCompatMixin:
             "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
-            "history": {"valid": list(self.valid_history), "epoch_train_times": list(self.epoch_train_times)},
+            "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
+                        "epoch_train_times": list(self.epoch_train_times)},
         }
         atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
         if verbose:
@@ -234,6 +239,7 @@ class CheckpointCompatMixin:
             random.setstate(rng["python"])
         history = checkpoint.get("history") or {}
         self.valid_history = list(history.get("valid", []))
+        self.valid_results_history = list(history.get("valid_results", []))
         self.epoch_train_times = list(history.get("epoch_train_times", []))
         if hasattr(self, "_load_extra_checkpoint_state"):
             self._load_extra_checkpoint_state(checkpoint.get("trainer_state") or {})

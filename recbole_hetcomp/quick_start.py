@@ -35,7 +35,7 @@ from recbole_hetcomp.utils import get_trainer
 
 # Settings copied into result files so a row can be traced to its run.
 _ESSENTIAL_KEYS = [
-    "seed", "epochs", "train_batch_size", "learning_rate", "embedding_size", "eval_args",
+    "seed", "student_seed", "epochs", "train_batch_size", "learning_rate", "embedding_size", "eval_args",
     "valid_metric", "topk", "metrics", "data_path",
 ]
 
@@ -90,6 +90,16 @@ def check_rankable(config, dataset):
             f"user {user} interacted with every item of '{config['dataset']}': nothing is left to recommend; "
             f"remove such users (e.g. --user_inter_num_interval=\"[0,{n_items - 1}]\") or use a larger catalogue"
         )
+
+
+def check_student_seed(config):
+    """The seed of the model trained by this run (default: ``seed``), checked before any data loads."""
+    student_seed = config["student_seed"]
+    if student_seed is None:
+        return int(config["seed"])
+    if isinstance(student_seed, bool) or not isinstance(student_seed, int) or student_seed < 0:
+        raise ConfigError(f"student_seed must be an integer >= 0 (or ~ to use seed), got {student_seed!r}")
+    return student_seed
 
 
 def check_result_file(path):
@@ -153,7 +163,7 @@ def _plain(result):
 _MODEL_LEVEL_KEYS = {
     "model", "epochs", "learning_rate", "train_batch_size", "embedding_size", "weight_decay",
     "learner", "stopping_step", "eval_step", "train_neg_sample_args", "result_file",
-    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight",
+    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight", "student_seed",
 }
 
 
@@ -316,6 +326,11 @@ def run_recbole_hetcomp(
         read_command_line=read_command_line,
     )
     check_result_file(config["result_file"])
+    student_seed = check_student_seed(config)
+    if getattr(config.model_class, "uses_teachers", False):
+        parse_teachers(config["teachers"])
+    if hasattr(config.model_class, "check_settings"):
+        config.model_class.check_settings(config, None)  # the catalogue-size checks follow once data is loaded
     check_dataset_files(config)
     if config["torch_num_threads"]:
         torch.set_num_threads(int(config["torch_num_threads"]))
@@ -352,7 +367,10 @@ def run_recbole_hetcomp(
         trajectories = ensure_teacher_trajectories(config, train_dataset)
         logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    # The split (and so the teachers' fingerprint) depends on `seed` only; `student_seed`
+    # moves this model's initialisation, its batch order and its sampling.
+    init_seed(student_seed + config["local_rank"], config["reproducibility"])
+    train_data.generator.manual_seed(student_seed)
     model = model_class(config, train_dataset).to(config["device"])
     logger.info(model)
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
@@ -430,6 +448,7 @@ def run_recbole_hetcomp(
         "inference_time_s": round(inference_time, 4),
         "checkpoint_file": os.path.abspath(trainer.saved_model_file) if saved else None,
         "valid_history": trainer.valid_history,
+        "valid_results_history": getattr(trainer, "valid_results_history", []),
         "epoch_train_times_s": trainer.epoch_train_times,
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time() - start, 3),

@@ -42,7 +42,7 @@ def test_cli_empty_teacher_list(run_cli, tiny):
     "overrides, message",
     [
         ({"hetcomp_k": 0}, "hetcomp_k must be a positive integer"),
-        ({"hetcomp_k": 10_000}, "not smaller than the catalogue"),
+        ({"hetcomp_k": 10_000, "trajectory_topn": 10_000}, "not smaller than the catalogue"),
         ({"trajectory_checkpoints": 0}, r"trajectory_checkpoints \(T\) must be an integer >= 1"),
         ({"detailed_loss_weight": -0.1}, "detailed_loss_weight must be >= 0"),
         ({"dkc_alpha": -1.0}, "dkc_alpha must be > 0"),

@@ -58,36 +58,38 @@ def ref_ensemble_topk(lists_of_user, n_items, k, excluded=(), weights=None):
 
 
 def ref_discrepancy(student, teacher, temperature=10.0):
+    """1 - NDCG of the student's list against the teacher's as a set, straight from the
+    method: position p weighs g(p) / log2(p + 2), g(p) = 2^exp(-p / temperature) - 1."""
     teacher_set = {i for i in teacher if i != 0}
-    gains = [2 ** math.exp(-p / temperature) - 1 for p in range(len(student))]
-    dcg = sum(g for g, i in zip(gains, student) if i != 0 and i in teacher_set)
-    return 1 - dcg / sum(gains)
+    weights = [(2 ** math.exp(-p / temperature) - 1) / math.log2(p + 2) for p in range(len(student))]
+    dcg = sum(w for w, i in zip(weights, student) if i != 0 and i in teacher_set)
+    return 1 - dcg / sum(weights)
 
 
-def ref_plackett_luce(score, ranked, negatives):
+def ref_plackett_luce(score, ranked, negatives, floor=0.0):
     s = [max(-40.0, min(40.0, x)) for x in score]
     neg = sum(math.exp(s[j]) for j in negatives)
     loss = 0.0
     for k, item in enumerate(ranked):
-        loss -= math.log(math.exp(s[item]) / (sum(math.exp(s[i]) for i in ranked[k:]) + neg))
+        loss -= math.log(math.exp(s[item]) / max(sum(math.exp(s[i]) for i in ranked[k:]) + neg, floor))
     return loss
 
 
-def ref_overall(score, observed, target, train):
+def ref_overall(score, observed, target, train, floor=0.0):
     n_items = len(score)
     rest = [j for j in range(1, n_items) if j not in train and j not in target]
     neg = sum(math.exp(score[j]) for j in rest)
-    return -sum(math.log(math.exp(score[i]) / (math.exp(score[i]) + neg)) for i in observed + target)
+    return -sum(math.log(math.exp(score[i]) / max(math.exp(score[i]) + neg, floor)) for i in observed + target)
 
 
-def ref_detailed(score, observed, target, train, n_obs, n_long, n_short, weight):
+def ref_detailed(score, observed, target, train, n_obs, n_long, n_short, weight, floor=0.0):
     n_items = len(score)
     unobserved = [j for j in range(1, n_items) if j not in train]
     long_t, short_t = target[:n_long], target[:n_short]
     outside_long = [j for j in unobserved if j not in long_t]
     outside_short = [j for j in unobserved if j not in short_t]
-    return ref_plackett_luce(score, observed[:n_obs], outside_long) + weight * (
-        ref_plackett_luce(score, long_t, outside_long) + ref_plackett_luce(score, short_t, outside_short)
+    return ref_plackett_luce(score, observed[:n_obs], outside_long, floor) + weight * (
+        ref_plackett_luce(score, long_t, outside_long, floor) + ref_plackett_luce(score, short_t, outside_short, floor)
     )
 
 
@@ -244,6 +246,33 @@ def test_discrepancy_is_one_minus_set_ndcg():
         assert d[u].item() == pytest.approx(ref_discrepancy(student[u].tolist(), teacher[u].tolist()), abs=1e-6)
 
 
+def test_discrepancy_hand_worked_with_ndcg_discount():
+    # Student [1, 2], teacher {2}: only position 1 hits.
+    #   w(0) = (2^e^0 - 1) / log2(2) = 1
+    #   w(1) = (2^e^-0.1 - 1) / log2(3) = 0.87233 / 1.58496 = 0.55038
+    #   D = 1 - w(1) / (w(0) + w(1)) = 1 / 1.55038 = 0.64500
+    w1 = (2 ** math.exp(-0.1) - 1) / math.log2(3)
+    d = discrepancy(torch.tensor([[1, 2]]), torch.tensor([[2, 7]]))
+    assert d.item() == pytest.approx(1 / (1 + w1), abs=1e-6)
+    assert d.item() == pytest.approx(0.64500, abs=1e-5)
+    # Without the discount it would be 1 - 0.87233 / 1.87233 = 0.53410: a real difference.
+    assert abs(d.item() - 0.53410) > 0.1
+    # Student [5, 6, 1, 0], teacher {1}: the hit is at position 2, weight 0.76378 / 2.
+    d = discrepancy(torch.tensor([[5, 6, 1, 0]]), torch.tensor([[1, 0, 0, 0]]))
+    assert d.item() == pytest.approx(0.82807, abs=1e-5)
+
+
+def test_batched_discrepancy_equals_per_user_loop_at_depth_50():
+    gen = torch.Generator().manual_seed(11)
+    n_users, depth, n_items = 40, 50, 120
+    student = random_lists(gen, 1, n_users, depth, n_items, pad_prob=0.1)[0]
+    teacher = random_lists(gen, 1, n_users, depth, n_items, pad_prob=0.1)[0]
+    teacher[:5] = student[:5].flip(1)  # some identical sets
+    d = discrepancy(student, teacher)
+    for u in range(n_users):
+        assert d[u].item() == pytest.approx(ref_discrepancy(student[u].tolist(), teacher[u].tolist()), abs=1e-6)
+
+
 def test_discrepancy_broadcasts_over_teachers_and_ignores_padding():
     gen = torch.Generator().manual_seed(1)
     teachers = random_lists(gen, 3, 4, 5, 9, pad_prob=0.5)  # [M=3, U=4, D=5]
@@ -258,6 +287,11 @@ def test_discrepancy_broadcasts_over_teachers_and_ignores_padding():
 
 def test_threshold_decays_below_one_near_epoch_100():
     assert dkc_threshold(1.05, 0.995, 0, 10) == pytest.approx(1.05)
+    # Whole periods only: tau steps down at epochs 10, 20, ... and not in between.
+    assert dkc_threshold(1.05, 0.995, 15, 10) == pytest.approx(1.05 * 0.995)
+    assert dkc_threshold(1.05, 0.995, 19, 10) == dkc_threshold(1.05, 0.995, 10, 10)
+    assert dkc_threshold(1.05, 0.995, 29, 10) == pytest.approx(1.05 * 0.995**2)
+    assert dkc_threshold(1.05, 0.995, 99, 10) > 1.0  # 1.05 * 0.995^9
     assert dkc_threshold(1.05, 0.995, 10, 10) == pytest.approx(1.05 * 0.995)
     assert dkc_threshold(1.05, 0.995, 90, 10) > 1.0
     assert dkc_threshold(1.05, 0.995, 100, 10) < 1.0
@@ -313,6 +347,23 @@ def test_curriculum_state_roundtrip_and_one_shot_teacher():
         CurriculumState.start([4, 1], n_users=5).load_state_dict(saved)
 
 
+def test_curriculum_converges_when_rounded_mean_checkpoint_is_last():
+    # Teacher 0 has 4 checkpoints (last index 3), teacher 1 is one-shot (always done).
+    # 201 users: one straggler at checkpoint 2 leaves a mean of 2.9950 -> 3.00: converged.
+    state = CurriculumState.start([4, 1], n_users=202)
+    users = torch.ones(202, dtype=torch.bool)
+    users[0] = False  # RecBole's padding user has no knowledge and does not count
+    state.checkpoint[0, 1:] = 3
+    state.checkpoint[0, 1] = 2
+    assert state.mean_checkpoint(users)[0].item() == pytest.approx(3 - 1 / 201)
+    assert state.converged(users)
+    assert not state.finished(1.0, users)  # not every pair is at its last
+    assert not state.converged()  # counting the padding user at 0: mean 2.980 -> 2.98
+    # Two stragglers: 3 - 2/201 = 2.9900 -> 2.99: not yet.
+    state.checkpoint[0, 2] = 2
+    assert not state.converged(users)
+
+
 def constructed_trajectories():
     """One teacher, 3 checkpoints, 4 users, lists of depth 4 over 30 items.
 
@@ -354,7 +405,7 @@ def test_dkc_step_advances_on_constructed_discrepancies():
     )
     d_later = [ref_discrepancy(s, [1, 2, 3, 4]) for s in later.tolist()]
     tau = dkc_threshold(1.05, 0.995, 20, 10)
-    assert d_ref / d_later[0] > tau and 1 <= d_ref / d_later[1] <= tau and d_ref / d_later[2] < 1
+    assert d_ref / d_later[0] > tau and d_ref / d_later[1] == pytest.approx(1.0) and d_ref / d_later[2] < 1
 
     stats = dkc_step(state, traj, torch.tensor([3]), later, epoch=20, depth=4)
     assert stats["tau"] == pytest.approx(tau)
@@ -560,6 +611,33 @@ def test_detailed_loss_default_cutoffs():
         tgt = _valid(target[u].tolist())
         expected = ref_detailed(scores[u].tolist(), observed[u, :10].tolist(), tgt, set(range(1, 15)), 10, 50, 10, 0.5)
         assert loss[u].item() == pytest.approx(expected)
+
+
+def test_losses_clamp_denominators_at_the_floor():
+    # Scores near -15: every softmax denominator is ~e^-15 = 3e-7 < 1e-5, so the
+    # reference's floor decides the loss; with no floor the exact log is kept.
+    scores, observed, observed_mask, target, train_mask = akt_case()
+    scores = scores.double() - 15.0
+    floor = 1e-5
+    overall = overall_loss(scores, observed, observed_mask, target, items_of(train_mask), log_floor=math.log(floor))
+    detailed = detailed_loss(
+        scores, observed, observed_mask, target, items_of(train_mask),
+        n_observed=2, n_long=4, n_short=2, log_floor=math.log(floor),
+    )
+    exact = overall_loss(scores, observed, observed_mask, target, items_of(train_mask))
+    for u in range(3):
+        train = {i for i in range(12) if train_mask[u, i]}
+        obs = _valid(observed[u].tolist(), observed_mask[u].tolist())
+        tgt = _valid(target[u].tolist())
+        assert overall[u].item() == pytest.approx(ref_overall(scores[u].tolist(), obs, tgt, train, floor))
+        assert exact[u].item() == pytest.approx(ref_overall(scores[u].tolist(), obs, tgt, train))
+        assert overall[u].item() > exact[u].item()  # a floored denominator: each term is log(1e-5) - s
+        tl = target[u].tolist()
+        obs2 = _valid(observed[u, :2].tolist(), observed_mask[u, :2].tolist())
+        expected = ref_detailed(
+            scores[u].tolist(), obs2, _valid(tl[:4]), train, 2, len(_valid(tl[:4])), len(_valid(tl[:2])), 0.5, floor
+        )
+        assert detailed[u].item() == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("extreme", [1000.0, -1000.0])

@@ -22,6 +22,8 @@ Item sets, per user u (item 0 never belongs to any of them):
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -139,12 +141,20 @@ def _log_add_items(log_base: torch.Tensor, picked: torch.Tensor, valid: torch.Te
     return torch.logaddexp(log_base, listed)
 
 
-def _plackett_luce_terms(ranked_scores: torch.Tensor, valid: torch.Tensor, log_negatives: torch.Tensor):
+def _floored(log_denominator: torch.Tensor, log_floor: Optional[float]) -> torch.Tensor:
+    """``log max(denominator, e^log_floor)``: the reference clamps every softmax
+    denominator at >= 1e-5 before its log; None keeps the exact log."""
+    return log_denominator if log_floor is None else log_denominator.clamp_min(log_floor)
+
+
+def _plackett_luce_terms(
+    ranked_scores: torch.Tensor, valid: torch.Tensor, log_negatives: torch.Tensor, log_floor: Optional[float] = None
+):
     """PL negative log-likelihood per row from the ranked items' scores and log sum_N e^s."""
     ranked_scores = ranked_scores.masked_fill(~valid, _MASKED)
     # log sum_{l >= k} e^{s_pi_l}: a cumulative logsumexp from the list's end.
     suffix = ranked_scores.flip(1).logcumsumexp(dim=1).flip(1)
-    log_denominator = torch.logaddexp(suffix, log_negatives[:, None])
+    log_denominator = _floored(torch.logaddexp(suffix, log_negatives[:, None]), log_floor)
     return (log_denominator - ranked_scores).masked_fill(~valid, 0.0).sum(dim=1)
 
 
@@ -192,6 +202,7 @@ def overall_loss(
     observed_mask: torch.Tensor,
     target: torch.Tensor,
     train_items: torch.Tensor,
+    log_floor: Optional[float] = None,
 ) -> torch.Tensor:
     """Stage-1 loss: each item of O_u and of T_u against the rest.
 
@@ -206,6 +217,8 @@ def overall_loss(
         target: integer ``[B, K]`` DKC target (0 = padding).
         train_items: each user's training items: integer ``[B, L]``, 0-padded, or flat
             ``(rows, cols)`` (see :func:`flat_items`).
+        log_floor: if given, every denominator is clamped at ``>= e^log_floor``
+            before its log (the reference: log(1e-5)); None = exact.
 
     Returns:
         Float ``[B]`` per-user loss.
@@ -214,8 +227,11 @@ def overall_loss(
     items = torch.cat([observed.long(), target.long()], dim=1)
     valid = torch.cat([observed_mask & (observed != 0), target != 0], dim=1)
     log_rest, picked = rest_logsumexp_and_gather(scores, [train_items, target], items)
-    # -log(e^s / (e^s + e^c)) = softplus(c - s), stable for any gap.
-    terms = F.softplus(log_rest[:, None] - picked)
+    if log_floor is None:
+        # -log(e^s / (e^s + e^c)) = softplus(c - s), stable for any gap.
+        terms = F.softplus(log_rest[:, None] - picked)
+    else:
+        terms = _floored(torch.logaddexp(picked, log_rest[:, None]), log_floor) - picked
     return terms.masked_fill(~valid, 0.0).sum(dim=1)
 
 
@@ -229,6 +245,7 @@ def detailed_loss(
     n_long: int = 50,
     n_short: int = 10,
     target_weight: float = 0.5,
+    log_floor: Optional[float] = None,
 ) -> torch.Tensor:
     """Stage-2 loss: Plackett-Luce on the orders of O_u and T_u.
 
@@ -253,6 +270,8 @@ def detailed_loss(
         n_long: long target prefix (paper: 50).
         n_short: short target prefix (paper: 10).
         target_weight: weight of the two target terms (paper: 1/2).
+        log_floor: if given, every denominator is clamped at ``>= e^log_floor``
+            before its log (the reference: log(1e-5)); None = exact.
 
     Returns:
         Float ``[B]`` per-user loss.
@@ -270,7 +289,7 @@ def detailed_loss(
     obs_scores, long_scores = picked[:, : obs.shape[1]], picked[:, obs.shape[1]:]
     log_short = _log_add_items(log_long, long_scores[:, n_short:], long_valid[:, n_short:])
 
-    observed_part = _plackett_luce_terms(obs_scores, obs_valid, log_long)
-    long_part = _plackett_luce_terms(long_scores, long_valid, log_long)
-    short_part = _plackett_luce_terms(long_scores[:, :n_short], long_valid[:, :n_short], log_short)
+    observed_part = _plackett_luce_terms(obs_scores, obs_valid, log_long, log_floor)
+    long_part = _plackett_luce_terms(long_scores, long_valid, log_long, log_floor)
+    short_part = _plackett_luce_terms(long_scores[:, :n_short], long_valid[:, :n_short], log_short, log_floor)
     return observed_part + target_weight * (long_part + short_part)

@@ -42,10 +42,13 @@ def discrepancy(
 ) -> torch.Tensor:
     """``1 - NDCG`` of the student's list against the teacher's list as a set.
 
-    Position p of the student's list is a hit when its item is in the
-    teacher's list (padding 0 ignored on both sides). Gains are
-    ``g(p) = 2**exp(-p / temperature) - 1`` and the ideal DCG assumes every
-    student position is a hit, so identical sets give 0 and disjoint ones 1.
+    Position p (0-based) of the student's list is a hit when its item is in the
+    teacher's list (padding 0 ignored on both sides). Each position weighs
+    ``g(p) / log2(p + 2)`` with gain ``g(p) = 2**exp(-p / temperature) - 1``
+    and the usual NDCG discount; the ideal DCG assumes every student position
+    is a hit, so identical sets give 0 and disjoint ones 1::
+
+        D = 1 - sum_p hit(p) g(p) / log2(p + 2)  /  sum_p g(p) / log2(p + 2)
 
     Args:
         student_topk: integer ``[..., D]`` (D = discrepancy depth).
@@ -64,19 +67,24 @@ def discrepancy(
     teacher_sorted = teacher.sort(dim=1).values
     slot = torch.searchsorted(teacher_sorted, student).clamp_(max=t_len - 1)
     hit = (teacher_sorted.gather(1, slot) == student) & (student != 0)
-    gain = torch.exp2(importance(torch.arange(depth, device=student.device), temperature)) - 1.0
-    ndcg = (hit.to(gain.dtype) * gain).sum(dim=1) / gain.sum()
+    positions = torch.arange(depth, device=student.device, dtype=torch.get_default_dtype())
+    weight = (torch.exp2(importance(positions, temperature)) - 1.0) / torch.log2(positions + 2.0)
+    ndcg = (hit.to(weight.dtype) * weight).sum(dim=1) / weight.sum()
     return (1.0 - ndcg).reshape(lead)
 
 
-def dkc_threshold(alpha: float, decay: float, epoch: float, period: float) -> float:
-    """Advancement threshold ``tau = alpha * decay ** (epoch / period)``.
+def dkc_threshold(alpha: float, decay: float, epoch: int, period: int) -> float:
+    """Advancement threshold ``tau = alpha * decay ** floor(epoch / period)``.
 
-    With the reference values (alpha 1.05, decay 0.995, period 10) tau falls
-    below 1 near epoch 100, after which an unchanged discrepancy (ratio 1)
-    also advances: this is what guarantees the curriculum finishes.
+    The exponent is the whole number of DKC periods elapsed, as in the
+    reference code (tau steps down once per period, never in between). With
+    the reference values (alpha 1.05, decay 0.995, period 10) tau falls below
+    1 at epoch 100, after which an unchanged discrepancy (ratio 1) also
+    advances: this is what guarantees the curriculum finishes.
     """
-    return float(alpha) * float(decay) ** (float(epoch) / float(period))
+    if period <= 0:
+        raise ValueError(f"DKC period must be > 0, got {period}")
+    return float(alpha) * float(decay) ** math.floor(epoch / period)
 
 
 def advance_rule(
@@ -177,6 +185,29 @@ class CurriculumState:
     def finished(self, fraction: float = 1.0, user_mask: Optional[torch.Tensor] = None) -> bool:
         """True when at least ``fraction`` of the pairs are at their last checkpoint."""
         return self.fraction_at_last(user_mask) >= fraction
+
+    def mean_checkpoint(self, user_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Float ``[M]``: each teacher's checkpoint index averaged over users.
+
+        Args:
+            user_mask: optional bool ``[U]`` of users to average over (e.g. to
+                leave out RecBole's padding user 0); default all.
+        """
+        checkpoint = self.checkpoint if user_mask is None else self.checkpoint[:, user_mask]
+        if checkpoint.shape[1] == 0:
+            return self.last[:, 0].float()
+        return checkpoint.float().mean(dim=1)
+
+    def converged(self, user_mask: Optional[torch.Tensor] = None) -> bool:
+        """The reference's end of DKC: for every teacher, the mean checkpoint index
+        over users, rounded to 2 decimals, equals its last index.
+
+        So the curriculum ends when about 99.5% of the users (not every pair) have
+        reached the final knowledge; the stragglers keep their current targets.
+        """
+        means = self.mean_checkpoint(user_mask)
+        rounded = torch.round(means.double() * 100) / 100
+        return bool((rounded >= self.last[:, 0].double()).all())
 
     def state_dict(self) -> dict:
         """Plain tensors and Python scalars, safe for ``torch.save``."""

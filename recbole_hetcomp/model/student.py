@@ -29,7 +29,9 @@ class DistillationStudent(GeneralRecommender):
         """Embeddings, the optional BPR term and each user's training items.
 
         Args:
-            config (Config): holds ``embedding_size`` and ``bpr_loss_weight``.
+            config (Config): holds ``embedding_size``, ``bpr_loss_weight`` and optionally
+                ``student_init`` (``xavier_normal``, RecBole's usual, or ``normal``) with
+                ``student_init_std``.
             dataset (Dataset): the training split.
         """
         self.embedding_size = config["embedding_size"]
@@ -45,7 +47,17 @@ class DistillationStudent(GeneralRecommender):
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.bpr_loss = BPRLoss()
-        self.apply(xavier_normal_initialization)
+        init, std = config["student_init"] or "xavier_normal", config["student_init_std"]
+        if init == "normal":
+            # The HetComp reference initialises both embedding tables from N(0, std^2).
+            if isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0:
+                raise ConfigError(f"student_init_std must be a number > 0, got {std!r}")
+            for table in (self.user_embedding, self.item_embedding):
+                nn.init.normal_(table.weight, mean=0.0, std=float(std))
+        elif init == "xavier_normal":
+            self.apply(xavier_normal_initialization)
+        else:
+            raise ConfigError(f"student_init must be xavier_normal or normal, got {init!r}")
 
     def train_items_of(self, users):
         """Training items of ``users`` as flat ``(rows, cols)`` indices (see :func:`flat_items`)."""

@@ -3,9 +3,10 @@
 Every ``dkc_period`` epochs from ``dkc_start`` the trainer runs one DKC step (Kang et
 al., WWW 2023, section 4.2): it ranks all users with the student, measures the
 discrepancy to each teacher's next checkpoint, advances the (teacher, user) pairs the
-rule allows, and rebuilds the targets. Once ``switch_fraction`` of the pairs have reached
-their teacher's last checkpoint, AKT switches once, globally, from the overall to the
-detailed ranking loss (section 4.3). Everything else (optimiser, early stopping on
+rule allows, and rebuilds the targets. When the curriculum has converged (``switch_rule``;
+the reference's: for every teacher, the mean checkpoint index over users rounded to 2
+decimals equals its last index) DKC stops, the targets stay fixed, and AKT switches once,
+globally, from the overall to the detailed ranking loss (section 4.3). Everything else (optimiser, early stopping on
 validation, best checkpoint, evaluation) is RecBole's, except that with
 ``hold_early_stopping`` early stopping waits for the curriculum: while the targets still
 come from intermediate checkpoints the student's validation score can plateau (measured on
@@ -31,7 +32,8 @@ class HetCompTrainer(Trainer):
         self.dkc_period = config["dkc_period"]
         self.dkc_alpha = config["dkc_alpha"]
         self.dkc_decay = config["dkc_decay"]
-        self.switch_fraction = config["switch_fraction"]
+        self.switch_rule = config["switch_rule"] or "mean_checkpoint"
+        self.early_stopping_strict = bool(config["early_stopping_strict"])
         self.akt_mode = config["akt_mode"] or "adaptive"
         self.dkc_history = []  # one dict per DKC step, for logs, plots and benchmarks
         self.hold_early_stopping = bool(config["hold_early_stopping"])
@@ -50,7 +52,7 @@ class HetCompTrainer(Trainer):
         """No early stop before the curriculum has finished; patience counts from then."""
         if not self.hold_early_stopping or self._patience_started:
             return
-        if self.model.curriculum.finished(self.switch_fraction):
+        if self.curriculum_done():
             self._patience_started = True
             self.stopping_step = self.config["stopping_step"]
             self.cur_step = 0
@@ -64,27 +66,53 @@ class HetCompTrainer(Trainer):
             and (epoch_idx - self.dkc_start) % self.dkc_period == 0
         )
 
+    def curriculum_done(self, state=None):
+        """Whether DKC has ended (``switch_rule``); from then on the targets are fixed.
+
+        ``mean_checkpoint`` (the reference): for every teacher, the mean checkpoint index
+        over the users with training items, rounded to 2 decimals, equals its last index.
+        ``all_pairs``: every (teacher, user) pair is at its teacher's last checkpoint.
+        """
+        state = state or self.model.curriculum
+        users = self.model.curriculum_users
+        if self.switch_rule == "all_pairs":
+            return state.finished(1.0, users)
+        return state.converged(users)
+
     def _maybe_switch(self, epoch_idx):
         state = self.model.curriculum
         if self.akt_mode == "overall":
             return False  # ablation: the overall loss throughout
-        finished = self.akt_mode == "detailed" or state.finished(self.switch_fraction)
+        finished = self.akt_mode == "detailed" or self.curriculum_done(state)
         if not state.switched and finished:
             state.switched = True
             self.model.store_curriculum(state)
+            means = state.mean_checkpoint(self.model.curriculum_users).tolist()
             self.logger.info(
                 set_color("AKT", "pink")
-                + f": {self.switch_fraction:.0%} of (teacher, user) pairs at their last checkpoint,"
-                + f" switching to the detailed ranking loss at epoch {epoch_idx}"
+                + f": curriculum converged ({self.switch_rule}; mean checkpoint "
+                + ", ".join(f"{n} {m:.3f}" for n, m in zip(self.model.teacher_names, means))
+                + f"), switching to the detailed ranking loss at epoch {epoch_idx}; targets fixed from now on"
             )
             return True
         return False
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        if self.early_stopping_strict and math.isfinite(self.best_valid_score):
+            # RecBole's early_stopping counts a tie with the best as a gain (and keeps the
+            # later model); the reference counts only a strict gain. Nudging a tie by one
+            # ulp below the best gives the strict rule without replacing RecBole's fit loop.
+            bigger = self.valid_metric_bigger
+            if valid_score == self.best_valid_score:
+                valid_score = math.nextafter(valid_score, -math.inf if bigger else math.inf)
+        return valid_score, valid_result
 
     def dkc(self, epoch_idx):
         """One DKC step and target rebuild; returns its statistics."""
         start = perf_counter()
         state = self.model.curriculum
-        if not state.finished(1.0):
+        if not self.curriculum_done(state) and not state.switched:
             student = self.model.student_topk(self.model.depth)
             stats = dkc_step(
                 state, self.model.trajectories, None, student, epoch=epoch_idx,
@@ -95,13 +123,16 @@ class HetCompTrainer(Trainer):
             self.model.store_curriculum(state)
             self.model.rebuild_targets()
         else:
-            stats = {"tau": float("nan"), "frac_advanced": 0.0, "mean_discrepancy": float("nan"),
-                     "mean_checkpoint": state.checkpoint.float().mean(dim=1).tolist(), "frac_at_last": 1.0}
+            stats = {"tau": float("nan"), "frac_advanced": 0.0, "mean_discrepancy": float("nan"), "n_advanced": 0}
+        users = self.model.curriculum_users
+        stats["mean_checkpoint"] = state.mean_checkpoint(users).tolist()
+        stats["frac_at_last"] = state.fraction_at_last(users)
+        stats["converged"] = self.curriculum_done(state)
         switched = self._maybe_switch(epoch_idx)
         stats.update(epoch=epoch_idx, seconds=perf_counter() - start, stage=int(self.model.akt_stage), switched=switched)
         self.dkc_history.append(stats)
-        if not stats.get("first_call") and stats["frac_advanced"] == 0.0 and stats["frac_at_last"] == 1.0 and not switched:
-            return stats  # the curriculum finished earlier: nothing new to report
+        if not stats.get("first_call") and stats["n_advanced"] == 0 and stats["converged"] and not switched:
+            return stats  # the curriculum ended earlier: nothing new to report
         per_teacher = ", ".join(
             f"{name} {c:.2f}" for name, c in zip(self.model.teacher_names, stats["mean_checkpoint"])
         )

@@ -13,6 +13,8 @@ knowledge transfer, AKT). The curriculum state lives in persistent buffers, so i
 part of every RecBole checkpoint and a resumed run continues where it was.
 """
 
+import math
+
 import numpy as np
 import torch
 
@@ -79,6 +81,8 @@ class HetComp(DistillationStudent):
         self.detailed_long = config["detailed_long"]
         self.detailed_short = config["detailed_short"]
         self.chunk_size = config["dkc_chunk_size"]
+        self.observed_source = config["observed_source"] or "final"
+        self.log_floor = None if not config["log_denominator_floor"] else math.log(config["log_denominator_floor"])
         self.check_settings(config, dataset.item_num)
 
         # teachers' trajectories: loaded from files validated against this split, so
@@ -96,6 +100,9 @@ class HetComp(DistillationStudent):
 
         # define layers and loss (MF embeddings, optional BPR term, training items)
         self._build_mf(config, dataset)
+        # DKC's convergence is a mean over real users: RecBole's padding user 0 (and any
+        # user without training items) has no knowledge to follow.
+        self.register_buffer("curriculum_users", self.history.ne(0).any(dim=1), persistent=False)
 
         # curriculum state (persistent: saved in every checkpoint)
         state = CurriculumState.start(torch.from_numpy(n_checkpoints), self.n_users)
@@ -107,6 +114,11 @@ class HetComp(DistillationStudent):
         self.register_buffer("targets", torch.zeros(self.n_users, self.k, dtype=torch.long))
         self.register_buffer("observed_targets", torch.zeros(self.n_users, self.n_observed, dtype=torch.long))
 
+        if self.n_observed and self.observed_source == "final":
+            # The reference computes O_u once, outside the curriculum: the teachers' final
+            # ranking of the user's training items (fixed for the whole run).
+            final = (self.dkc_n_checkpoints - 1)[:, None].expand_as(self.dkc_checkpoint)
+            self.observed_targets.copy_(self._observed_at(final))
         self.rebuild_targets()
 
     @staticmethod
@@ -115,7 +127,8 @@ class HetComp(DistillationStudent):
 
         Args:
             config (Config): the run's config.
-            n_items (int): catalogue size including RecBole's padding item.
+            n_items (int or None): catalogue size including RecBole's padding item; None
+                before the data is loaded (the catalogue checks are then skipped).
 
         Raises:
             ConfigError: the first problem found, with the key, the value and the rule.
@@ -124,7 +137,7 @@ class HetComp(DistillationStudent):
         problems = []
         if not isinstance(k, int) or k <= 0:
             problems.append(f"hetcomp_k must be a positive integer, got {k!r}")
-        elif k >= n_items:
+        elif n_items is not None and k >= n_items:
             problems.append(f"hetcomp_k={k} is not smaller than the catalogue ({n_items - 1} items): lower --hetcomp_k")
         elif not isinstance(depth, int) or not 0 < depth <= k:
             problems.append(f"discrepancy_depth must be in [1, hetcomp_k={k}], got {depth!r}")
@@ -141,8 +154,21 @@ class HetComp(DistillationStudent):
             problems.append(f"dkc_alpha must be > 0, got {config['dkc_alpha']!r}")
         if not isinstance(config["dkc_decay"], (int, float)) or not 0 < config["dkc_decay"] <= 1:
             problems.append(f"dkc_decay must be in (0, 1], got {config['dkc_decay']!r}")
-        if not isinstance(config["switch_fraction"], (int, float)) or not 0 <= config["switch_fraction"] <= 1:
-            problems.append(f"switch_fraction must be in [0, 1], got {config['switch_fraction']!r}")
+        if config["switch_rule"] not in (None, "mean_checkpoint", "all_pairs"):
+            problems.append(f"switch_rule must be mean_checkpoint (the reference) or all_pairs, got {config['switch_rule']!r}")
+        if config["observed_source"] not in (None, "final", "curriculum"):
+            problems.append(f"observed_source must be final (the reference) or curriculum, got {config['observed_source']!r}")
+        floor = config["log_denominator_floor"]
+        if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float)) or floor < 0):
+            problems.append(f"log_denominator_floor must be a number >= 0 (0 or ~ for none), got {floor!r}")
+        if config["student_init"] not in (None, "xavier_normal", "normal"):
+            problems.append(f"student_init must be xavier_normal or normal, got {config['student_init']!r}")
+        std = config["student_init_std"]
+        if config["student_init"] == "normal" and (isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0):
+            problems.append(f"student_init_std must be a number > 0, got {std!r}")
+        for key in ("dkc_start", "dkc_period"):
+            if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+                problems.append(f"{key} must be an integer >= 0, got {config[key]!r}")
         if config["akt_mode"] not in (None, "adaptive", "overall", "detailed"):
             problems.append(f"akt_mode must be adaptive, overall or detailed, got {config['akt_mode']!r}")
         if problems:
@@ -175,13 +201,15 @@ class HetComp(DistillationStudent):
                 chunk_size=self.chunk_size,
             )
         )
-        if self.n_observed:
-            self.observed_targets.copy_(
-                build_targets(
-                    self.observed_trajectories, self.dkc_checkpoint, self.n_items, self.n_observed,
-                    self.temperature, chunk_size=self.chunk_size,
-                )
-            )
+        if self.n_observed and self.observed_source == "curriculum":
+            self.observed_targets.copy_(self._observed_at(self.dkc_checkpoint))
+
+    def _observed_at(self, checkpoint):
+        """O_u: the rank ensemble of the teachers' observed lists at ``checkpoint`` [M, U]."""
+        return build_targets(
+            self.observed_trajectories, checkpoint, self.n_items, self.n_observed,
+            self.temperature, chunk_size=self.chunk_size,
+        )
 
     def train_mask(self, users):
         """Bool [B, n_items], True at each user's training items (and the padding item)."""
@@ -209,8 +237,11 @@ class HetComp(DistillationStudent):
         observed = self.observed_targets[users]
         target = self.targets[users]
         if int(self.akt_stage) == STAGE_OVERALL:
-            return self.overall_weight * overall_loss(scores, observed, observed != 0, target, train_items).sum()
+            return self.overall_weight * overall_loss(
+                scores, observed, observed != 0, target, train_items, log_floor=self.log_floor
+            ).sum()
         return self.detailed_weight * detailed_loss(
             scores, observed, observed != 0, target, train_items,
             n_observed=self.n_observed, n_long=self.detailed_long, n_short=self.detailed_short,
+            log_floor=self.log_floor,
         ).sum()

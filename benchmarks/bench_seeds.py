@@ -1,0 +1,226 @@
+"""The decisive comparison over several student seeds, resumable from committed result files.
+
+Teachers are recorded once (by the equal-weight ensemble row) and shared by every row; each
+student row then runs once per student seed (``student_seed``: initialisation and batch
+order only, so the split and the teachers stay the same), --jobs at a time, each in a fresh
+process with its own working folder (RecBole's log/ and saved/ never collide). Every finished
+run is written at once, atomically, as a small JSON under --out
+(``<row>/seed<k>.json``: metrics, per-validation history with every metric, curriculum means
+per DKC step, switch epoch, wall time, seeds, settings and the teachers' trajectory hash);
+commit that folder, and a later invocation skips what is there (and refuses a file computed
+under other settings or from other teachers). ``--report`` rebuilds the tables and figures
+from those files alone.
+
+    python benchmarks/bench_seeds.py --dataset=ml-100k \\
+        --config_files=properties/protocol/hetcomp-paper.yaml \\
+        --seeds 1 2 3 4 5 --jobs=2 --threads=1 --out=benchmarks/results/ml-100k
+    python benchmarks/bench_seeds.py --out=benchmarks/results/ml-100k \\
+        --report=docs/results-ml-100k-seeds.md --plots
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from recbole_hetcomp.fileio import atomic_write  # noqa: E402
+
+REFERENCE = os.path.join(REPO, "properties", "protocol", "hetcomp-reference.yaml")
+NO_KD = {"embedding_size": 6, "epochs": 300, "eval_step": 10, "stopping_step": 5}
+
+# slug -> (row name, model, overrides, extra property files, seeded)
+ROWS = {
+    "ensemble": ("Ensemble, equal weights", "RankEnsemble", {}, [], False),
+    "ensemble-weighted": ("Ensemble, weights chosen on validation", "RankEnsemble",
+                          {"ensemble_weights": "validation"}, [], False),
+    "hetcomp-reference": ("HetComp, reference profile", "HetComp", {}, [REFERENCE], True),
+    "hetcomp": ("HetComp, our default", "HetComp", {}, [], True),
+    "final-only": ("HetComp, final checkpoints only", "HetComp", {"hetcomp_checkpoints": "final"}, [], True),
+    "rrd": ("RRD", "RRD", {}, [], True),
+    "no-kd-lr0.01": ("no-KD BPR d6, lr 0.01", "BPR", dict(NO_KD, learning_rate=0.01), [], True),
+    "no-kd-lr0.001": ("no-KD BPR d6, lr 0.001", "BPR", dict(NO_KD, learning_rate=0.001), [], True),
+}
+METRICS = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20", "recall@50"]
+
+
+def trajectory_hash(folder):
+    """sha256 over the teachers' trajectory files (name and content), in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            digest.update(name.encode())
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()[:16]
+
+
+def settings_of(args, slug):
+    _, model, overrides, files, _ = ROWS[slug]
+    rel = [os.path.relpath(os.path.abspath(f), REPO) for f in args.config_files + files]
+    return {"model": model, "dataset": args.dataset, "config_files": rel, "overrides": overrides,
+            "set": dict(args.set)}
+
+
+def write_json(path, payload):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def dump(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1, default=str)
+
+    atomic_write(path, dump, suffix=".json")
+
+
+def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
+    """One run in a fresh process; returns the path of its committed-style JSON."""
+    name, model, overrides, files, seeded = ROWS[slug]
+    out = out or os.path.join(args.out, slug, f"seed{seed}.json" if seeded else "run.json")
+    settings = settings_of(args, slug)
+    if os.path.isfile(out):
+        with open(out, encoding="utf-8") as f:
+            done = json.load(f)
+        if done["settings"] != settings or (traj_hash and done["trajectory_hash"] != traj_hash):
+            raise SystemExit(f"{out} was computed under other settings or teachers: move it away or use another --out")
+        return out, "kept"
+    work = tempfile.mkdtemp(prefix=f"{slug}-", dir=args.work)
+    with open(os.path.join(work, "row.yaml"), "w", encoding="utf-8") as f:
+        json.dump(dict(overrides, **dict(args.set)), f)  # JSON is YAML
+    config_files = [os.path.abspath(p) for p in args.config_files + files] + [os.path.join(work, "row.yaml")]
+    command = [
+        sys.executable, os.path.join(REPO, "run_recbole_hetcomp.py"), f"--model={model}", f"--dataset={args.dataset}",
+        f"--config_files={' '.join(config_files)}", f"--trajectory_dir={traj_dir}",
+        f"--result_file={os.path.join(work, 'result.json')}", f"--torch_num_threads={args.threads}",
+        "--show_progress=False", "--state=INFO",
+    ]
+    if args.data_path:
+        command.append(f"--data_path={os.path.abspath(args.data_path)}")
+    if seeded:
+        command.append(f"--student_seed={seed}")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    start = time.time()
+    with open(os.path.join(work, "console.log"), "w", encoding="utf-8") as log:
+        code = subprocess.call(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        with open(os.path.join(work, "console.log"), encoding="utf-8") as log:
+            last = [line.strip() for line in log if line.strip()][-1:] or ["(no output)"]
+        raise RuntimeError(f"{slug} seed {seed} failed (exit {code}): {last[0]} [log: {work}/console.log]")
+    with open(os.path.join(work, "result.json"), encoding="utf-8") as f:
+        result = json.load(f)
+    history = result.get("dkc_history") or []
+    switch = [h["epoch"] for h in history if h.get("switched")]
+    payload = {
+        "row": name, "slug": slug, "student_seed": seed if seeded else None, "settings": settings,
+        "trajectory_hash": traj_hash or trajectory_hash(os.path.join(traj_dir, args.dataset)),
+        "test_result": result["test_result"], "valid_result": result["valid_result"],
+        "best_valid_score": result["best_valid_score"], "valid_metric": result["config"].get("valid_metric"),
+        "best_epoch": best_epoch(result), "epochs_run": len(result.get("epoch_train_times_s") or []),
+        "valid_history": result.get("valid_results_history") or result.get("valid_history"),
+        "curriculum": [{"epoch": h["epoch"], "mean_checkpoint": h["mean_checkpoint"], "stage": h["stage"],
+                        "frac_at_last": h.get("frac_at_last"), "seconds": round(h.get("seconds", 0.0), 3)}
+                       for h in history],
+        "teachers": [r["name"] for r in result.get("rows", []) if r["kind"] == "teacher"],
+        "switch_epoch": switch[0] if switch else None,
+        "wall_time_s": round(time.time() - start, 1), "threads": args.threads,
+        "parameters": result.get("parameters"), "ensemble_weights": result.get("ensemble_weights"),
+        "config": result.get("config"),
+    }
+    if slug == "ensemble":
+        payload["teacher_rows"] = [r for r in result.get("rows", []) if r["kind"] == "teacher"]
+    write_json(out, payload)
+    return out, "new"
+
+
+def best_epoch(result):
+    history = result.get("valid_history") or []
+    if not history:
+        return None
+    bigger = result.get("valid_score_bigger", True)
+    best = history[0]
+    for epoch, score in history:
+        if (score >= best[1]) if bigger else (score <= best[1]):
+            best = [epoch, score]
+    return best[0]
+
+
+def compute(args):
+    os.makedirs(args.work, exist_ok=True)
+    traj_dir = os.path.abspath(os.path.join(args.work, "trajectories"))
+    # Teachers first, in one process: every other row reads their files, none writes them.
+    committed = os.path.join(args.out, "ensemble", "run.json")
+    if os.path.isfile(committed) and not os.path.isdir(os.path.join(traj_dir, args.dataset)):
+        # A fresh checkout: recording is deterministic, so record again and check the hash.
+        print("re-recording the teachers of the committed results", flush=True)
+        run_row(args, "ensemble", None, traj_dir, None, out=os.path.join(args.work, "rerecorded-ensemble.json"))
+    out, status = run_row(args, "ensemble", None, traj_dir, None)
+    with open(out, encoding="utf-8") as f:
+        traj_hash = json.load(f)["trajectory_hash"]
+    if os.path.isdir(os.path.join(traj_dir, args.dataset)):
+        found = trajectory_hash(os.path.join(traj_dir, args.dataset))
+        if found != traj_hash:
+            raise SystemExit(f"trajectories in {traj_dir} ({found}) are not the ones the results used ({traj_hash})")
+    else:
+        raise SystemExit(f"the results in {args.out} used teachers {traj_hash}, not in {traj_dir}: re-record them there")
+    print(f"teachers {traj_hash} ({status})", flush=True)
+    slugs = [s for s in args.rows if s != "ensemble"]
+    tasks = [(s, None) for s in slugs if not ROWS[s][4]]
+    tasks += [(s, seed) for seed in args.seeds for s in slugs if ROWS[s][4]]
+    failed = []
+    with ThreadPoolExecutor(args.jobs) as pool:
+        pending = {pool.submit(run_row, args, s, seed, traj_dir, traj_hash): (s, seed) for s, seed in tasks}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                slug, seed = pending.pop(future)
+                try:
+                    out, status = future.result()
+                    print(f"{slug} seed {seed}: {status} -> {os.path.relpath(out, REPO)}", flush=True)
+                except Exception as err:  # one failed row must not stop the others
+                    failed.append(str(err))
+                    print(f"FAILED {err}", flush=True)
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--config_files", nargs="*", default=[])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated slugs: " + ", ".join(ROWS))
+    parser.add_argument("--set", action="append", default=[], type=lambda kv: tuple(kv.split("=", 1)),
+                        help="KEY=VALUE for every student row (YAML value)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, help="folder of result files (commit it)")
+    parser.add_argument("--work", default=None, help="scratch folder (trajectories, logs); default benchmarks/runs/<dataset>-seeds")
+    parser.add_argument("--report", default=None, help="write the Markdown report here from --out alone")
+    parser.add_argument("--plots", action="store_true")
+    args = parser.parse_args(argv)
+    args.rows = [s.strip() for s in args.rows.split(",") if s.strip()]
+    unknown = [s for s in args.rows if s not in ROWS]
+    if unknown:
+        parser.error(f"unknown row {unknown[0]!r}; rows: {', '.join(ROWS)}")
+    import yaml
+
+    args.set = [(k, yaml.safe_load(v)) for k, v in args.set]
+    args.work = args.work or os.path.join(REPO, "benchmarks", "runs", f"{args.dataset}-seeds")
+    if args.report:
+        from benchmarks.report_seeds import write_report
+
+        write_report(args.out, args.report, plots=args.plots)
+        return 0
+    compute(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Tables and figures of the multi-seed comparison, rebuilt from its result files alone.
+
+    python benchmarks/bench_seeds.py --out=benchmarks/results/ml-100k --report=docs/results-ml-100k-seeds.md --plots
+
+Reads ``<out>/<row>/seed<k>.json`` and ``<out>/ensemble*/run.json`` written by
+:mod:`benchmarks.bench_seeds`; nothing is recomputed. Means and standard deviations are
+over student seeds (sample std, n - 1); paired differences subtract, seed by seed, two rows
+trained from the same seed. The no-KD learning rate is chosen on mean validation score.
+"""
+
+import glob
+import json
+import os
+import statistics
+
+MAIN = "ndcg@20"
+SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
+PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp", "rrd"),
+         ("hetcomp", "hetcomp-reference")]
+ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp", "final-only", "rrd", "no-kd"]
+MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
+
+
+def load(out):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(out, "*", "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            r = json.load(f)
+        runs.setdefault(r["slug"], []).append(r)
+    for slug in runs:
+        runs[slug].sort(key=lambda r: r["student_seed"] or 0)
+    hashes = {r["trajectory_hash"] for rs in runs.values() for r in rs}
+    if len(hashes) > 1:
+        raise SystemExit(f"result files in {out} come from different teachers: {sorted(hashes)}")
+    no_kd = [s for s in runs if s.startswith("no-kd")]
+    if no_kd:  # learning rate chosen on validation only
+        best = max(no_kd, key=lambda s: statistics.mean(r["best_valid_score"] for r in runs[s]))
+        runs["no-kd"] = runs[best]
+    return runs
+
+
+def mean_std(values):
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt(values, digits=4):
+    m, s = mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def paired(runs, a, b, metric):
+    by_seed = {r["student_seed"]: r["test_result"][metric] for r in runs.get(b, [])}
+    return [r["test_result"][metric] - by_seed[r["student_seed"]] for r in runs.get(a, []) if r["student_seed"] in by_seed]
+
+
+def write_report(out, report_path, plots=False):
+    runs = load(out)
+    if not runs:
+        raise SystemExit(f"no result files under {out}")
+    ensemble = runs.get("ensemble", [{}])[0]
+    lines = [f"# Multi-seed comparison: {ensemble.get('settings', {}).get('dataset', '?')}", ""]
+    any_run = next(iter(runs.values()))[0]
+    lines += [
+        f"Result files: `{out}` (one JSON per run; this page is rebuilt from them by "
+        f"`python benchmarks/bench_seeds.py --out={out} --report={report_path}{' --plots' if plots else ''}`).",
+        f"Teachers' trajectory hash: `{any_run['trajectory_hash']}` (the same in every file); "
+        f"property files: {', '.join(f'`{f}`' for f in any_run['settings']['config_files']) or 'none'}; "
+        f"torch threads per run: {any_run['threads']}.",
+        "Student rows: one run per student seed (`student_seed`: initialisation and batch order; the "
+        "split and the teachers are the same in every run). Test metrics, mean ± std over seeds.",
+        "",
+        "| row | seeds | " + " | ".join(m.replace("ndcg", "N").replace("recall", "R") for m in SHOWN)
+        + " | share of ensemble N@20 | best epoch | epochs run | wall min |",
+        "|---" * (len(SHOWN) + 6) + "|",
+    ]
+    base = ensemble.get("test_result", {}).get(MAIN)
+    for slug in ORDER:
+        if slug not in runs:
+            continue
+        rs = runs[slug]
+        name = rs[0]["row"]
+        share = fmt([r["test_result"][MAIN] / base for r in rs], 3) if base else "-"
+        seeds = ",".join(str(r["student_seed"]) for r in rs) if rs[0]["student_seed"] is not None else "-"
+        lines.append(
+            f"| {name} | {seeds} | " + " | ".join(fmt([r["test_result"][m] for r in rs]) for m in SHOWN)
+            + f" | {share} | {fmt([r['best_epoch'] or 0 for r in rs], 0)} | {fmt([r['epochs_run'] for r in rs], 0)}"
+            + f" | {fmt([r['wall_time_s'] / 60 for r in rs], 1)} |"
+        )
+    lines += ["", "Paired differences, seed by seed (test; positive = the first row is better):", "",
+              "| difference | seeds | N@20 | R@50 | per seed (N@20) |", "|---|---|---|---|---|"]
+    for a, b in PAIRS:
+        d20, d50 = paired(runs, a, b, MAIN), paired(runs, a, b, "recall@50")
+        if d20:
+            names = f"{runs[a][0]['row']} − {runs[b][0]['row']}"
+            lines.append(f"| {names} | {len(d20)} | {fmt(d20)} | {fmt(d50)} | {', '.join(f'{d:+.4f}' for d in d20)} |")
+    lines += ["", "Curriculum (DKC) per run: epoch of the switch to the detailed loss, and each teacher's mean "
+              "checkpoint index at the switch (the last index is T - 1):", "",
+              "| row | seed | switch epoch | mean checkpoint at the switch |", "|---|---|---|---|"]
+    for slug in ("hetcomp-reference", "hetcomp"):
+        for r in runs.get(slug, []):
+            at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
+            means = ", ".join(f"{t} {m:.2f}" for t, m in zip(r["teachers"], at["mean_checkpoint"])) if at else "-"
+            lines.append(f"| {r['row']} | {r['student_seed']} | {r['switch_epoch']} | {means} |")
+    if "ensemble" in runs and ensemble.get("teacher_rows"):
+        lines += ["", "Teachers (recorded once, shared by every row):", "", "| teacher | test N@20 | test R@50 |",
+                  "|---|---|---|"]
+        for t in ensemble["teacher_rows"]:
+            lines.append(f"| {t['name']} | {t['test_result'].get(MAIN, float('nan')):.4f} | "
+                         f"{t['test_result'].get('recall@50', float('nan')):.4f} |")
+    if plots:
+        lines += ["", *make_plots(runs, report_path)]
+    notes = ""
+    if os.path.isfile(report_path):
+        with open(report_path, encoding="utf-8") as f:
+            text = f.read()
+        if MARKER in text:
+            notes = text.split(MARKER, 1)[1]
+    lines += ["", MARKER]
+    with open(report_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + notes.rstrip("\n") + "\n")
+    print(f"wrote {report_path}")
+
+
+def make_plots(runs, report_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = os.path.splitext(report_path)[0]
+    figures = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, slug in zip(axes, ("hetcomp", "hetcomp-reference")):
+        if slug not in runs:
+            continue
+        r = runs[slug][0]
+        for i, teacher in enumerate(r["teachers"]):
+            ax.plot([c["epoch"] for c in r["curriculum"]], [c["mean_checkpoint"][i] for c in r["curriculum"]],
+                    marker=".", label=teacher)
+        if r["switch_epoch"] is not None:
+            ax.axvline(r["switch_epoch"], color="k", linestyle="--", linewidth=1, label="switch")
+        ax.set_title(f"{r['row']} (seed {r['student_seed']})", fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("mean checkpoint index over users")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = f"{stem}-curriculum.png"
+    fig.savefig(path, dpi=110)
+    figures.append(f"![curriculum]({os.path.basename(path)})")
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference"):
+        for j, r in enumerate(runs.get(slug, [])):
+            points = [(h["epoch"], h.get(MAIN)) for h in r["valid_history"] if isinstance(h, dict) and MAIN in h]
+            if points:
+                ax.plot(*zip(*points), color=f"C{ORDER.index(slug)}", alpha=0.6, linewidth=1,
+                        label=r["row"] if j == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@20")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = f"{stem}-validation.png"
+    fig.savefig(path, dpi=110)
+    figures.append(f"![validation NDCG@20]({os.path.basename(path)})")
+    plt.close("all")
+    return figures
