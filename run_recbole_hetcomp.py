@@ -29,7 +29,7 @@ def main(argv=None):
 
     from recbole_hetcomp.compat import quiet_known_warnings
     from recbole_hetcomp.errors import HetCompError
-    from recbole_hetcomp.quick_start import run
+    from recbole_hetcomp.quick_start import interrupted_message, run
 
     quiet_known_warnings()
 
@@ -42,6 +42,9 @@ def main(argv=None):
     except HetCompError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(), file=sys.stderr)
+        return 130
     return 0
 
 

@@ -141,17 +141,41 @@ class Config(RecBoleConfig):
 
     # --- checks -------------------------------------------------------------------
     def _check_command_line_keys(self):
+        """An unknown ``--key`` on the command line: an error naming the closest known keys.
+
+        Keys in ``--config_files`` and in ``config_dict`` (the Python API, and the settings a
+        student's run hands its teachers, which hold the student's own keys) are not checked:
+        a YAML file, or ``--check_keys=False`` (warnings only), is the way to pass a RecBole
+        key that no property file defines.
+        """
         known = set(self.internal_config_dict) | set(self.file_config_dict) | _LAUNCHER_KEYS
         for category in self.parameters.values():
             known |= set(category)
-        for key in self.cmd_config_dict:
-            if key in known:
-                continue
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hint = f"did you mean --{close[0]}?" if close else "check the spelling"
-            self.unknown_key_warnings.append(
-                f"--{key} is not defined by any property file ({hint}); it is passed on unchecked"
+        own = set(self._read_yaml(os.path.join(PROPERTIES_DIR, "model", f"{self.model}.yaml"), "property file")) \
+            if os.path.isfile(os.path.join(PROPERTIES_DIR, "model", f"{self.model}.yaml")) else set()
+        unknown = [k for k in self.cmd_config_dict if k not in known]
+        for key in dict.fromkeys(unknown):
+            close = close_keys(key, known, own)
+            hint = f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else "check the spelling"
+            self.unknown_key_warnings.append(f"--{key} is not a known setting ({hint})")
+        if self.unknown_key_warnings and self.final_config_dict.get("check_keys", True) is not False:
+            raise ConfigError(
+                self.unknown_key_warnings[0]
+                + "; a RecBole key no property file defines can go in a --config_files YAML, or pass --check_keys=False"
             )
         for message in self.unknown_key_warnings:
             # The logger is not set up yet (it needs this config); stderr is always seen.
-            print(f"WARNING: {message}", file=sys.stderr)
+            print(f"WARNING: {message}; passed on unchecked (check_keys=False)", file=sys.stderr)
+
+
+def close_keys(key, known, preferred=(), n=3):
+    """The known keys a mistyped ``key`` most likely meant, best first.
+
+    Spelling (difflib, case-insensitive) first; then keys that hold ``key`` as one of their
+    ``_``-separated words (``K`` -> ``hetcomp_k``), the running model's own keys first.
+    """
+    lower = {k.lower(): k for k in known}
+    found = [lower[m] for m in difflib.get_close_matches(key.lower(), sorted(lower), n=n, cutoff=0.7)]
+    words = sorted((k for k in known if key.lower() in k.lower().split("_") and k not in found),
+                   key=lambda k: (k not in preferred, k))
+    return (found + words)[:n]

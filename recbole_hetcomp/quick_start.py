@@ -40,6 +40,20 @@ _ESSENTIAL_KEYS = [
 ]
 
 
+# Where a run stands, for the one line printed when it is interrupted (Ctrl-C).
+PROGRESS = {}
+
+
+def interrupted_message():
+    """One line: what an interrupted run kept, and how to resume it."""
+    folder, done, total = PROGRESS.get("trajectory_folder"), PROGRESS.get("teachers_done", []), PROGRESS.get("teachers")
+    stage = PROGRESS.get("stage", "starting")
+    if not folder:
+        return f"interrupted ({stage}); nothing was kept"
+    kept = f"{len(done)} of {total} teacher trajectories kept in {folder}" + (f" ({', '.join(done)})" if done else "")
+    return f"interrupted ({stage}): {kept}; run the same command again to resume (recorded teachers are reused, the student starts over)"
+
+
 def is_writer(config):
     """Only rank 0 of a distributed run writes files (trajectories, results)."""
     return config["single_spec"] or config["local_rank"] == 0
@@ -192,7 +206,10 @@ def ensure_teacher_trajectories(config, train_dataset):
     teachers = parse_teachers(config["teachers"])
     fingerprint = dataset_fingerprint(config, train_dataset)
     trajectories = []
+    PROGRESS.update(trajectory_folder=os.path.join(config["trajectory_dir"], config["dataset"]),
+                    teachers=len(teachers), teachers_done=[])
     for i, (name, model, overrides) in enumerate(teachers, start=1):
+        PROGRESS["stage"] = f"teacher {i}/{len(teachers)}: {name}"
         path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
         if os.path.isfile(path):
             trajectory = load_trajectory(path, fingerprint)
@@ -214,6 +231,7 @@ def ensure_teacher_trajectories(config, train_dataset):
             barrier()  # rank 0 has written the file
             trajectory = load_trajectory(path, fingerprint)
         trajectories.append(trajectory)
+        PROGRESS["teachers_done"].append(name)
     return trajectories
 
 
@@ -389,6 +407,8 @@ def run_recbole_hetcomp(
         trainer.recorder = recorder
 
     fit_start = time()
+    if config["record_trajectory"] is not True:
+        PROGRESS["stage"] = f"training {config['model']}"
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )

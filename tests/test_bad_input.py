@@ -99,3 +99,34 @@ def test_single_user_and_single_item_datasets(tiny, tmp_path):
 def test_unknown_akt_mode(tiny):
     with pytest.raises(ConfigError, match="akt_mode must be"):
         run(tiny, akt_mode="sometimes")
+
+
+def test_ctrl_c_stops_with_one_line_saying_what_was_kept(tiny, workdir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import QUICK, SCRIPT
+
+    # The second teacher trains long enough to be interrupted once the first is recorded.
+    teachers = "['BPR', {'model': 'BPR', 'name': 'SlowBPR', 'epochs': 100000, 'stopping_step': 100000}]"
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, *QUICK, "--model=HetComp", "--dataset=tiny", f"--data_path={tiny['data_path']}",
+         f"--trajectory_dir={tiny['trajectory_dir']}", f"--teachers={teachers}", "--hetcomp_k=20",
+         "--discrepancy_depth=20", "--teacher_defaults={'epochs': 3}"],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first = workdir / "trajectories" / "tiny" / "BPR.safetensors"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), proc.communicate()[1][-2000:]
+    time.sleep(1.0)  # well inside the second teacher's training
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert len(lines) == 1, stderr[-2000:]
+    assert "interrupted (teacher 2/2: SlowBPR): 1 of 2 teacher trajectories kept in" in lines[0]
+    assert "(BPR); run the same command again to resume" in lines[0]

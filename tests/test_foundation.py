@@ -90,7 +90,17 @@ def test_cli_missing_result_folder_fails_before_training(run_cli, tmp_path):
     assert "result_file folder" in line
 
 
-def test_cli_unknown_key_warns_with_closest_key(run_cli):
-    proc = run_cli("--model=BPR", "--epochs=1", "--embeding_size=8")
+def test_cli_unknown_key_is_an_error_naming_the_closest_key(run_cli):
+    line = _one_line_error(run_cli("--model=BPR", "--epochs=1", "--embeding_size=8"))
+    assert "--embeding_size is not a known setting (did you mean --embedding_size?)" in line
+
+
+def test_cli_short_key_suggests_the_model_keys_that_end_with_it(run_cli):
+    line = _one_line_error(run_cli("--model=HetComp", "--K=0"))
+    assert "--K is not a known setting (did you mean --hetcomp_k" in line
+
+
+def test_cli_unknown_key_only_warns_with_check_keys_false(run_cli):
+    proc = run_cli("--model=BPR", "--epochs=1", "--embeding_size=8", "--check_keys=False")
     assert proc.returncode == 0, proc.stderr
-    assert "--embeding_size is not defined by any property file (did you mean --embedding_size?)" in proc.stderr
+    assert "--embeding_size is not a known setting (did you mean --embedding_size?); passed on unchecked" in proc.stderr
