@@ -262,9 +262,9 @@ def time_inference_back_to_back(results, dataset, files, base, threads, work):
     """
     import torch
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
-    from recbole_hetcomp.compat import load_own_checkpoint, quiet_known_warnings
+    from recbole_hetcomp.compat import init_logger, load_own_checkpoint, quiet_known_warnings
     from recbole_hetcomp.config import Config
     from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
     from recbole_hetcomp.trajectory.recorder import full_sort_inference_time
