@@ -34,10 +34,10 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
   log file is named after model, dataset, the *second* the run started and a hash of the
   config, so two runs of one config started in the same second write into one file; the
   TensorBoard folder is named after that log file, and the best checkpoint after model and
-  second. Upstream: no RecBole issue found for any of these. :func:`init_logger` (used instead of RecBole's) and
-  :func:`patch_for_concurrent_runs` fix them: ``ensure_dir`` becomes
-  ``os.makedirs(exist_ok=True)`` everywhere, the log file's time stamp carries the process
-  id, each trainer claims its own TensorBoard folder with an atomic ``mkdir`` (``-2``,
+  second. Upstream: no RecBole issue found for any of these. :func:`init_logger` (used
+  instead of RecBole's) and :func:`patch_for_concurrent_runs` fix them: ``ensure_dir``
+  becomes ``os.makedirs(exist_ok=True)`` everywhere, the log file's time stamp carries the
+  process id, each trainer claims its own TensorBoard folder with an atomic ``mkdir`` (``-2``,
   ``-3``, ... when the name is taken), and each checkpoint name carries the process id and
   is never handed out twice in one process.
 """
@@ -121,7 +121,6 @@ def _own_tensorboard(logger):
     The folder is named after the run's log file as in RecBole; when another trainer (in
     this process or another) already holds that name, ``-2``, ``-3``, ... is appended.
     """
-    from recbole.utils import utils as recbole_utils
     from torch.utils.tensorboard import SummaryWriter
 
     base = None
@@ -184,9 +183,9 @@ def patch_for_concurrent_runs():
 def init_logger(config):
     """RecBole's ``init_logger`` for runs that may share a working folder with others.
 
-    Same file layout (``log/<model>/<model>-<dataset>-<time>-<hash>.log``), but the time
-    stamp ends with the process id, so two runs of one config started in the same second
-    write two files, and the folders are created race-free.
+    Same file layout as RecBole's, but the time stamp ends with the process id
+    (``log/<model>/<model>-<dataset>-<time>-<pid>-<hash>.log``), so two runs of one config
+    started in the same second write two files; the folders are created race-free.
 
     Args:
         config (Config): the run's config, as for RecBole's ``init_logger``.
