@@ -16,7 +16,9 @@ teachers, with the same student size, epoch budget and selection on validation N
 
 The teachers are trained (and recorded) first, by the ensemble row, unless their files are
 already in --trajectory_dir; the other rows then run --jobs at a time, each in a fresh
-process. Each row's result JSON is kept in --work (default benchmarks/runs/<dataset>/); a
+process. A row that fails is reported at once in one line (its traceback is kept in
+<row>.error.txt) while the others go on; the command then exits with an error naming the
+failed rows. Each row's result JSON is kept in --work (default benchmarks/runs/<dataset>/); a
 rerun reuses rows whose JSON exists (and refuses one computed with other --set values), so
 an interrupted comparison continues where it stopped. At the end every model is loaded from
 its checkpoint and timed back to back in this process. The report (Markdown, plus .csv and
@@ -31,11 +33,13 @@ import json
 import os
 import platform
 import resource
+import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import traceback
 from datetime import date
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -62,6 +66,10 @@ REFERENCE = {"epoch_s": 28.0, "dkc_s": (4.5 + 2.0, 7.6 + 2.6), "trajectory_gib":
 def row_file(work, name):
     keep = "".join(c if c.isalnum() or c in "-." else "_" for c in name)
     return os.path.join(work, "_".join(filter(None, keep.split("_"))) + ".json")
+
+
+def error_file(work, name):
+    return row_file(work, name)[: -len(".json")] + ".error.txt"
 
 
 def run_row(name, model, dataset, files, config, work, threads):
@@ -156,14 +164,19 @@ def main():
         rows = {n: (m, c, None) for n, (m, c, _) in rows.items()
                 if any(w == n or (w not in rows and w in n) for w in words)}
     start = time.time()
-    computed = run_rows(rows, args, files, work)
+    computed, failed, blocked = run_rows(rows, args, files, work)
     wall = time.time() - start
     log_path = os.path.join(work, "invocations.json")
     invocations = json.load(open(log_path)) if os.path.exists(log_path) else []
     invocations.append({"date": str(date.today()), "wall_time_s": round(wall, 1), "rows_computed": computed,
-                        "jobs": args.jobs, "threads": args.threads})
+                        "rows_failed": list(failed), "jobs": args.jobs, "threads": args.threads})
     with open(log_path, "w") as f:
         json.dump(invocations, f, indent=2)
+    if failed:
+        sys.exit(f"{len(failed)} row(s) failed: {'; '.join(f'{n}: {e}' for n, e in failed.items())}"
+                 + (f"; not run, as a row they need failed: {'; '.join(blocked)}" if blocked else "")
+                 + f". Each error is above (tracebacks in {work}/<row>.error.txt); finished rows are kept, "
+                 "so a rerun computes only what is missing")
     if args.only:
         return
 
@@ -203,7 +216,16 @@ def main():
 
 
 def run_rows(rows, args, files, work):
-    """Compute the missing rows, --jobs at a time, dependencies first; returns their names."""
+    """Compute the missing rows, --jobs at a time, dependencies first.
+
+    Each row runs in its own fresh process (not a process pool: a pool's dead worker breaks
+    the pool and takes the other running rows with it). A row that fails is reported at
+    once, in one line, and the others go on; rows that need it are not started.
+
+    Returns:
+        tuple: names of the rows computed, {failed row: last line of its error}, and the
+        names of rows not run because a row they need failed.
+    """
     todo = {}
     for name, (model, config, needs) in rows.items():
         path = row_file(work, name)
@@ -215,32 +237,84 @@ def run_rows(rows, args, files, work):
         else:
             todo[name] = (model, config, needs)
     if not todo:
-        return []
+        return [], {}, []
     print(f"computing {len(todo)} rows, {args.jobs} at a time: {', '.join(todo)}", flush=True)
-    running, computed, elsewhere = {}, [], []
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+    context = get_context("spawn")
+    running, computed, elsewhere, failed, blocked = {}, [], [], {}, []
+    try:
         while todo or running:
-            for name in [n for n, (_, _, needs) in todo.items() if needs not in todo and needs not in running.values()]:
+            for name in [n for n, (_, _, needs) in todo.items()
+                         if needs not in todo and needs not in [r for r, _ in running.values()]]:
                 if len(running) >= args.jobs:
                     break
                 model, config, needs = todo.pop(name)
                 if os.path.exists(row_file(work, name)):
                     continue  # another invocation finished it meanwhile
+                if needs in failed or needs in blocked:
+                    blocked.append(name)
+                    print(f"not run: {name} (needs {needs}, which failed)", flush=True)
+                    continue
                 if needs in elsewhere or not _lock(row_file(work, name)):
                     elsewhere.append(name)  # another invocation computes it (or what it needs)
                     print(f"skipped: {name} (being computed by another invocation; if none is running, "
                           f"delete {row_file(work, name)}.lock)", flush=True)
                     continue
-                running[pool.submit(run_row, name, model, args.dataset, files, config, work, args.threads)] = name
+                if os.path.exists(error_file(work, name)):
+                    os.remove(error_file(work, name))  # from an earlier invocation
+                process = context.Process(target=_row_process, name=name,
+                                          args=(name, model, args.dataset, files, config, work, args.threads))
+                process.start()
+                running[process.sentinel] = (name, process)
             if not running:
                 continue
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                name = running.pop(future)
-                future.result()  # a failed row stops the comparison with its own error
-                computed.append(name)
-                print(f"done: {name}", flush=True)
-    return computed
+            for sentinel in wait(list(running)):
+                name, process = running.pop(sentinel)
+                process.join()
+                if process.exitcode == 0:
+                    computed.append(name)
+                    print(f"done: {name}", flush=True)
+                else:
+                    failed[name] = _failure_line(process.exitcode, error_file(work, name))
+                    print(f"failed: {name}: {failed[name]}", flush=True)
+                    _unlock(row_file(work, name))  # a killed row could not remove its own lock
+    finally:
+        for name, process in running.values():  # this process is stopping: so are its rows
+            process.join(timeout=5)  # after Ctrl-C each row stops by itself and removes its lock
+            if process.is_alive():
+                process.terminate()
+                process.join()
+            _unlock(row_file(work, name))
+    return computed, failed, blocked
+
+
+def _row_process(name, model, dataset, files, config, work, threads):
+    """A row's own process: run it; on any failure keep its traceback and exit with status 1."""
+    try:
+        run_row(name, model, dataset, files, config, work, threads)
+    except BaseException:
+        text = traceback.format_exc()
+        path = error_file(work, name)
+        with open(path + ".part", "w") as f:
+            f.write(text)
+        os.replace(path + ".part", path)
+        sys.exit(1)
+
+
+def _failure_line(exitcode, error_path):
+    """The last line of a failed row's traceback, or how its process died."""
+    if os.path.exists(error_path):
+        lines = [line for line in open(error_path).read().splitlines() if line.strip()]
+        if lines:
+            return lines[-1].strip()
+    if exitcode is not None and exitcode < 0:
+        signame = signal.Signals(-exitcode).name
+        return f"its process was killed by {signame}" + (" (out of memory?)" if signame == "SIGKILL" else "")
+    return f"its process exited with status {exitcode} and left no error"
+
+
+def _unlock(path):
+    if os.path.exists(path + ".lock"):
+        os.remove(path + ".lock")
 
 
 def _lock(path):
@@ -262,9 +336,9 @@ def time_inference_back_to_back(results, dataset, files, base, threads, work):
     """
     import torch
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
-    from recbole_hetcomp.compat import load_own_checkpoint, quiet_known_warnings
+    from recbole_hetcomp.compat import init_logger, load_own_checkpoint, quiet_known_warnings
     from recbole_hetcomp.config import Config
     from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
     from recbole_hetcomp.trajectory.recorder import full_sort_inference_time

@@ -26,8 +26,20 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
   :func:`init_distributed_device` (used by our Config), :func:`_ddp_for_any_device`
   and the mixin fix these: gloo on CPU (NCCL on GPUs unchanged), rank 0's file name
   broadcast to all ranks, metrics weighted by evaluated users. RecBole's ``ensure_dir``
-  (exists-then-create) races between ranks starting together (``FileExistsError: ./log``);
-  in distributed runs it is replaced by ``os.makedirs(exist_ok=True)``.
+  (exists-then-create) races between ranks starting together (``FileExistsError: ./log``):
+  see the next point.
+* Runs started side by side in one working folder (``bench_compare.py --jobs``, several
+  shells, distributed ranks) collide on RecBole's files: ``ensure_dir`` (exists, then
+  create) raises ``FileExistsError: './log/<model>'`` in whichever run loses the race; the
+  log file is named after model, dataset, the *second* the run started and a hash of the
+  config, so two runs of one config started in the same second write into one file; the
+  TensorBoard folder is named after that log file, and the best checkpoint after model and
+  second. Upstream: no RecBole issue found for any of these. :func:`init_logger` (used
+  instead of RecBole's) and :func:`patch_for_concurrent_runs` fix them: ``ensure_dir``
+  becomes ``os.makedirs(exist_ok=True)`` everywhere, the log file's time stamp carries the
+  process id, each trainer claims its own TensorBoard folder with an atomic ``mkdir`` (``-2``,
+  ``-3``, ... when the name is taken), and each checkpoint name carries the process id and
+  is never handed out twice in one process.
 """
 
 import os
@@ -72,7 +84,7 @@ def init_distributed_device(config_dict):
     gpu_id = config_dict["gpu_id"]
     use_cuda = bool(config_dict.get("use_gpu", True)) and torch.cuda.is_available() and len(gpu_id) > 0
     rank = config_dict["local_rank"] + config_dict.get("offset", 0)
-    _patch_recbole_ensure_dir()
+    patch_for_concurrent_runs()
     if not is_distributed():
         torch.distributed.init_process_group(
             backend="nccl" if use_cuda else "gloo",
@@ -96,14 +108,92 @@ def _make_dir(path):
     os.makedirs(path, exist_ok=True)
 
 
-def _patch_recbole_ensure_dir():
-    # Every module that imported RecBole's ensure_dir by name gets the race-free one.
+def _stamp_with_pid():
+    # RecBole's second-resolution time (looked up at call time), then this process's id.
+    from recbole.utils import utils as recbole_utils
+
+    return f"{recbole_utils.get_local_time()}-{os.getpid()}"
+
+
+def _own_tensorboard(logger):
+    """RecBole's ``get_tensorboard``, but the folder is claimed with an atomic ``mkdir``.
+
+    The folder is named after the run's log file as in RecBole; when another trainer (in
+    this process or another) already holds that name, ``-2``, ``-3``, ... is appended.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    base = None
+    for handler in logger.handlers:
+        if hasattr(handler, "baseFilename"):
+            base = os.path.basename(handler.baseFilename).split(".")[0]
+            break
+    if base is None:
+        base = f"model-{_stamp_with_pid()}"
+    root = "log_tensorboard"
+    _make_dir(root)
+    n = 1
+    while True:
+        path = os.path.join(root, base if n == 1 else f"{base}-{n}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            n += 1
+            continue
+        return SummaryWriter(path)
+
+
+_CLAIMED_CHECKPOINTS = set()
+
+
+def unique_checkpoint_name(path):
+    """``saved/BPR-<time>.pth`` -> ``saved/BPR-<time>-<pid>.pth``, never twice in one process.
+
+    The process id separates runs started in the same second by different processes; a
+    second trainer of the same model started in the same second in *this* process (two
+    teachers of one model in a pipeline) gets ``-<pid>-2``, ``-<pid>-3``, ...
+    """
+    stem, ext = os.path.splitext(path)
+    name, n = f"{stem}-{os.getpid()}{ext}", 1
+    while name in _CLAIMED_CHECKPOINTS:
+        n += 1
+        name = f"{stem}-{os.getpid()}-{n}{ext}"
+    _CLAIMED_CHECKPOINTS.add(name)
+    return name
+
+
+def patch_for_concurrent_runs():
+    """Make RecBole's log, TensorBoard and checkpoint folders safe for runs started together.
+
+    Idempotent; called by :func:`init_logger`, by every compat trainer and by distributed
+    setup. See the module docstring.
+    """
     import importlib
 
+    # Every module that imported RecBole's ensure_dir by name gets the race-free one.
     for name in ("recbole.utils.logger", "recbole.trainer.trainer", "recbole.data.utils", "recbole.data.dataset.dataset"):
         module = importlib.import_module(name)
         if hasattr(module, "ensure_dir"):
             module.ensure_dir = _make_dir
+    recbole_logger = importlib.import_module("recbole.utils.logger")
+    recbole_logger.get_local_time = _stamp_with_pid  # only the log file's name
+    importlib.import_module("recbole.trainer.trainer").get_tensorboard = _own_tensorboard
+
+
+def init_logger(config):
+    """RecBole's ``init_logger`` for runs that may share a working folder with others.
+
+    Same file layout as RecBole's, but the time stamp ends with the process id
+    (``log/<model>/<model>-<dataset>-<time>-<pid>-<hash>.log``), so two runs of one config
+    started in the same second write two files; the folders are created race-free.
+
+    Args:
+        config (Config): the run's config, as for RecBole's ``init_logger``.
+    """
+    from recbole.utils import logger as recbole_logger
+
+    patch_for_concurrent_runs()
+    recbole_logger.init_logger(config)
 
 
 def _ddp_for_any_device(module, device_ids=None, **kwargs):
@@ -134,11 +224,11 @@ class CheckpointCompatMixin:
     def __init__(self, config, model):
         if not config["single_spec"]:
             _patch_recbole_ddp()
+        patch_for_concurrent_runs()
         super().__init__(config, model)
         # RecBole names the file after the second it was created in: two runs of one model
         # started in the same second (teachers inside a pipeline, parallel jobs) would share it.
-        stem, ext = os.path.splitext(self.saved_model_file)
-        self.saved_model_file = f"{stem}-{os.getpid()}{ext}"
+        self.saved_model_file = unique_checkpoint_name(self.saved_model_file)
         if is_distributed():
             names = [self.saved_model_file]
             torch.distributed.broadcast_object_list(names, src=0)

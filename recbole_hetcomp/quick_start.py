@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_seed, set_color
 
-from recbole_hetcomp.compat import is_distributed, with_compat
+from recbole_hetcomp.compat import init_logger, is_distributed, with_compat
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.fileio import atomic_write

@@ -21,13 +21,16 @@ def bench(tmp_path, *extra):
     )
 
 
+PROTOCOL = (
+    "teachers: [BPR, MultiVAE]\nteacher_defaults: {epochs: 3, eval_step: 1}\nhetcomp_k: 20\ndetailed_long: 20\n"
+    "discrepancy_depth: 20\ntrajectory_topn: 20\nrrd_k: 10\nrrd_n: 20\ncldrd_length: 20\n"
+    "cldrd_ordered: [0, 5, 20]\ncldrd_period: 2\n"
+)
+
+
 def test_comparison_writes_every_row_and_reuses_them(tmp_path):
     write_tiny_dataset(tmp_path / "data")
-    (tmp_path / "protocol.yaml").write_text(
-        "teachers: [BPR, MultiVAE]\nteacher_defaults: {epochs: 3, eval_step: 1}\nhetcomp_k: 20\ndetailed_long: 20\n"
-        "discrepancy_depth: 20\ntrajectory_topn: 20\nrrd_k: 10\nrrd_n: 20\ncldrd_length: 20\n"
-        "cldrd_ordered: [0, 5, 20]\ncldrd_period: 2\n"
-    )
+    (tmp_path / "protocol.yaml").write_text(PROTOCOL)
     (tmp_path / "docs").mkdir()
     done = bench(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,3 +76,25 @@ def test_comparison_writes_every_row_and_reuses_them(tmp_path):
     assert partial.returncode == 0, partial.stderr[-3000:]
     page = (tmp_path / "docs" / "results.md").read_text()
     assert "Rows not computed yet, so missing below: RRD." in page and "| RRD |" not in page
+
+
+def test_a_failing_row_is_reported_at_once_in_one_line_while_the_other_row_finishes(tmp_path):
+    write_tiny_dataset(tmp_path / "data")
+    (tmp_path / "protocol.yaml").write_text(PROTOCOL)
+    # Two no-KD rows side by side (--jobs=2); a negative learning rate fails its row at once.
+    run = bench(tmp_path, "--only=no-KD", "--lrs=0.01,-1", "--set", "epochs=100", "--set", "eval_step=100")
+    assert run.returncode == 1
+    lines = run.stdout.splitlines()
+    failed = [line for line in lines if line.startswith("failed:")]
+    assert failed == ["failed: no-KD student BPR d6 lr -1: ValueError: Invalid learning rate: -1.0"]
+    good = "done: no-KD student BPR d6 lr 0.01"
+    assert good in lines and lines.index(failed[0]) < lines.index(good)  # reported while the other ran
+    assert (tmp_path / "work" / "no-KD_student_BPR_d6_lr_0.01.json").exists()
+    traceback = (tmp_path / "work" / "no-KD_student_BPR_d6_lr_-1.error.txt").read_text()
+    assert traceback.startswith("Traceback") and "Invalid learning rate" in traceback
+    assert not list((tmp_path / "work").glob("*.lock"))
+    assert run.stderr.startswith("1 row(s) failed: no-KD student BPR d6 lr -1: ValueError: Invalid learning rate: -1.0. ")
+    assert "Traceback" not in run.stderr
+    invocations = json.loads((tmp_path / "work" / "invocations.json").read_text())
+    assert invocations[-1]["rows_computed"] == ["no-KD student BPR d6 lr 0.01"]
+    assert list(invocations[-1]["rows_failed"]) == ["no-KD student BPR d6 lr -1"]
