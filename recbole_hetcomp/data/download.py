@@ -150,13 +150,15 @@ def _download_and_convert(config, url, md5):
             try:
                 os.makedirs(out_dir, exist_ok=True)
             except OSError as err:
-                raise ConfigError(f"cannot create {out_dir} for dataset '{name}' ({err.strerror}): {manual}") from None
+                raise ConfigError(f"cannot create {out_dir} for dataset '{name}' ({err.strerror or err}): {manual}") from None
             try:
                 _download(url, archive, md5, show_bar=bool(config["show_progress"]) and sys.stderr.isatty())
             except _DownloadFailed as err:
                 raise ConfigError(f"dataset '{name}' is missing and downloading {url} failed ({err}): {manual}") from None
             except OSError as err:
-                raise ConfigError(f"cannot write {archive} ({err.strerror}): free space or {manual}") from None
+                raise ConfigError(
+                    f"cannot write {archive} ({err.strerror or err}): free disk space or fix its permissions, or {manual}"
+                ) from None
             placed = archive
         try:
             convert_movielens(placed, root, name=name, overwrite=True)
