@@ -1,7 +1,7 @@
 """Run any RecBole or recbole-hetcomp model, RecBole-style.
 
     python run_recbole_hetcomp.py                      # the main job: HetComp on ml-100k (bundled, offline)
-    python run_recbole_hetcomp.py --model=HetComp --dataset=ml-1m --data_path=../shared/data
+    python run_recbole_hetcomp.py --model=HetComp --dataset=ml-1m   # downloaded from GroupLens the first time
     python run_recbole_hetcomp.py --model=LightGCN --dataset=ml-100k --epochs=20
     python run_recbole_hetcomp.py --config_files="a.yaml b.yaml" --learning_rate=0.01
 

@@ -19,6 +19,7 @@ from recbole.utils import init_seed, set_color
 
 from recbole_hetcomp.compat import init_logger, is_distributed, with_compat
 from recbole_hetcomp.config import Config
+from recbole_hetcomp.data.download import fetch_dataset
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.fileio import atomic_write
 from recbole_hetcomp.trainer.trajectory import recording_trainer
@@ -71,12 +72,16 @@ def check_dataset_files(config):
         config (Config): the run's config (``data_path`` already joined with the dataset name).
 
     Raises:
-        ConfigError: the ``.inter`` file (or the benchmark split files) is missing.
+        ConfigError: the ``.inter`` file (or the benchmark split files) is missing and the
+            dataset could not be downloaded (see :mod:`recbole_hetcomp.data.download`).
     """
     data_path, name = config["data_path"], config["dataset"]
     benchmark = config["benchmark_filename"]
     wanted = [f"{name}.{part}.inter" for part in benchmark] if benchmark else [f"{name}.inter"]
     missing = [f for f in wanted if not os.path.isfile(os.path.join(data_path, f))]
+    # A dataset listed in dataset_downloads is fetched and converted by the writing rank.
+    if missing and fetch_dataset(config, writer=is_writer(config), wait=barrier):
+        missing = [f for f in wanted if not os.path.isfile(os.path.join(data_path, f))]
     if missing:
         raise ConfigError(
             f"dataset '{name}' not found: no {os.path.join(data_path, missing[0])}; put RecBole atomic "

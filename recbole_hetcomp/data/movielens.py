@@ -446,8 +446,10 @@ def _convert(
                 temp = out_dir / f".{name}.{suffix}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
                 temps[suffix] = temp
                 counts[suffix] = _write_table(temp, header, rows())
-            for suffix, temp in temps.items():
-                os.replace(temp, out_dir / f"{name}.{suffix}")
+            # .inter last: whoever takes <name>.inter as "dataset present" (quick_start's
+            # check, the downloader) then never finds it without its .user and .item.
+            for suffix in ("user", "item", "inter"):
+                os.replace(temps[suffix], out_dir / f"{name}.{suffix}")
         except BaseException:
             for temp in temps.values():
                 temp.unlink(missing_ok=True)
