@@ -12,6 +12,7 @@ For each size (users x items), with M = 6 teachers x T = 4 checkpoints x top-100
 
     python benchmarks/bench_scale.py --threads=1
     python benchmarks/bench_scale.py --sizes 6040x3706 30000x15000 100000x50000 --threads=1
+    python benchmarks/bench_scale.py --device cuda          # on a GPU: peak memory is the GPU's
 """
 
 import argparse
@@ -30,48 +31,58 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def timed(fn, repeats=1):
+def timed(fn, repeats=1, device=torch.device("cpu")):
+    """Best wall time of ``repeats`` calls; on a GPU after one untimed warm-up, synchronised."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        fn()
+        sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - start)
     return best
 
 
 def one_size(n_users, n_items, args, gen):
     m, t, n, d = 6, 4, 100, 6
-    traj = torch.randint(1, n_items, (m, t, n_users, n), generator=gen)  # int64, as in the student
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    traj = torch.randint(1, n_items, (m, t, n_users, n), generator=gen).to(device)  # int64, as in the student
     traj_gb = traj.numel() * 8 / 2**30
-    history = torch.randint(1, n_items, (n_users, 50), generator=gen)
-    user_e, item_e = torch.randn(n_users, d, generator=gen), torch.randn(n_items, d, generator=gen)
-    n_ckpt = torch.full((m,), t, dtype=torch.long)
+    history = torch.randint(1, n_items, (n_users, 50), generator=gen).to(device)
+    user_e = torch.randn(n_users, d, generator=gen).to(device)
+    item_e = torch.randn(n_items, d, generator=gen).to(device)
+    n_ckpt = torch.full((m,), t, dtype=torch.long, device=device)
 
     def student_ranking():
         step = max(1, 1_000_000 // n_items)
-        out = torch.empty(n_users, args.depth, dtype=torch.long)
+        out = torch.empty(n_users, args.depth, dtype=torch.long, device=device)
         for start in range(0, n_users, step):
             rows = slice(start, min(start + step, n_users))
-            mask = torch.zeros(rows.stop - start, n_items, dtype=torch.bool).scatter_(1, history[rows], True)
+            mask = torch.zeros(rows.stop - start, n_items, dtype=torch.bool, device=device).scatter_(1, history[rows], True)
             out[rows] = topk_unobserved(user_e[rows] @ item_e.T, mask, args.depth)
         return out
 
     student = student_ranking()
-    measured = CurriculumState.start(n_ckpt, n_users)
+    measured = CurriculumState.start(n_ckpt, n_users, device)
     dkc_step(measured, traj, n_ckpt, student, epoch=10, depth=args.depth)
     saved = measured.state_dict()
 
     def later_call():
-        state = CurriculumState.start(n_ckpt, n_users)
+        state = CurriculumState.start(n_ckpt, n_users, device)
         state.load_state_dict(saved)
         dkc_step(state, traj, n_ckpt, student, epoch=200, depth=args.depth)
 
-    t_student = timed(student_ranking)
-    t_dkc = timed(later_call)
-    t_targets = timed(lambda: build_targets(traj, measured.checkpoint, n_items, args.k))
+    t_student = timed(student_ranking, device=device)
+    t_dkc = timed(later_call, device=device)
+    t_targets = timed(lambda: build_targets(traj, measured.checkpoint, n_items, args.k), device=device)
 
     batch_users = min(n_users - 1, 1000)
-    users = torch.randperm(n_users - 1, generator=gen)[:batch_users] + 1
+    users = (torch.randperm(n_users - 1, generator=gen)[:batch_users] + 1).to(device)
     target = build_targets(traj[:, :, users], measured.checkpoint[:, users], n_items, args.k)
     observed = history[users, :10]
     ue = torch.nn.Parameter(user_e.clone())
@@ -87,8 +98,8 @@ def one_size(n_users, n_items, args, gen):
             opt.step()
         return run
 
-    t_overall = timed(batch(overall_loss), repeats=2)
-    t_detailed = timed(batch(detailed_loss), repeats=2)
+    t_overall = timed(batch(overall_loss), repeats=3, device=device)
+    t_detailed = timed(batch(detailed_loss), repeats=3, device=device)
     batches = 50 * n_users / 1024
     return {
         "size": f"{n_users:,} x {n_items:,}",
@@ -102,6 +113,7 @@ def one_size(n_users, n_items, args, gen):
         "epoch_overall_est_s": batches * t_overall,
         "epoch_detailed_est_s": batches * t_detailed,
         "peak_rss_gb": peak_rss_gb(),
+        "peak_gpu_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
     }
 
 
@@ -111,10 +123,12 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    print(f"torch threads = {args.threads}; M = 6 teachers x T = 4 checkpoints x N = 100; K = {args.k}, D = {args.depth}")
+    where = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu, torch threads = {args.threads}"
+    print(f"{where}; torch {torch.__version__}; M = 6 teachers x T = 4 checkpoints x N = 100; K = {args.k}, D = {args.depth}")
     print("| users x items | trajectories (int64) | student top-D | DKC call | targets | whole DKC step "
           "| batch, overall loss | batch, detailed loss | epoch est. (R = 50/user), overall / detailed | peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -124,7 +138,8 @@ def main():
         print(f"| {r['size']} | {r['trajectories_gb']:.2f} GB | {r['student_s']:.2f} s | {r['dkc_s']:.2f} s | "
               f"{r['targets_s']:.2f} s | {r['step_s']:.2f} s | {r['batch_overall_s'] * 1000:.0f} ms | "
               f"{r['batch_detailed_s'] * 1000:.0f} ms | {r['epoch_overall_est_s']:.0f} s / {r['epoch_detailed_est_s']:.0f} s | "
-              f"{r['peak_rss_gb']:.1f} GB |", flush=True)
+              f"{r['peak_rss_gb']:.1f} GB" + ("" if r["peak_gpu_gb"] is None else f", GPU {r['peak_gpu_gb']:.1f} GB") + " |",
+              flush=True)
 
 
 if __name__ == "__main__":

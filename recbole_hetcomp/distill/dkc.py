@@ -147,16 +147,24 @@ class CurriculumState:
     switched: bool = False
 
     @classmethod
-    def start(cls, n_checkpoints: Union[torch.Tensor, list[int]], n_users: int) -> "CurriculumState":
-        """Fresh state: every pair at checkpoint 0, no reference measured."""
+    def start(
+        cls, n_checkpoints: Union[torch.Tensor, list[int]], n_users: int, device: Optional[torch.device] = None
+    ) -> "CurriculumState":
+        """Fresh state: every pair at checkpoint 0, no reference measured.
+
+        Args:
+            n_checkpoints: checkpoints per teacher ``[M]``.
+            n_users: users U (RecBole's padding user included).
+            device: where the state lives; it must be the trajectories' device.
+        """
         n_ckpt = torch.as_tensor(n_checkpoints, dtype=torch.long).reshape(-1)
         if (n_ckpt < 1).any():
             raise ValueError("every teacher needs at least one checkpoint")
         n_teachers = n_ckpt.numel()
         return cls(
-            n_checkpoints=n_ckpt,
-            checkpoint=torch.zeros(n_teachers, n_users, dtype=torch.long),
-            d_ref=torch.full((n_teachers, n_users), float("nan")),
+            n_checkpoints=n_ckpt.to(device),
+            checkpoint=torch.zeros(n_teachers, n_users, dtype=torch.long, device=device),
+            d_ref=torch.full((n_teachers, n_users), float("nan"), device=device),
         )
 
     @property
@@ -226,9 +234,10 @@ class CurriculumState:
                 f"curriculum shape mismatch: saved {tuple(state['checkpoint'].shape)}, "
                 f"expected {tuple(self.checkpoint.shape)}"
             )
-        self.n_checkpoints = state["n_checkpoints"].clone().long()
-        self.checkpoint = state["checkpoint"].clone().long()
-        self.d_ref = state["d_ref"].clone().float()
+        device = self.checkpoint.device
+        self.n_checkpoints = state["n_checkpoints"].to(device, torch.long, copy=True)
+        self.checkpoint = state["checkpoint"].to(device, torch.long, copy=True)
+        self.d_ref = state["d_ref"].to(device, torch.float, copy=True)
         self.n_calls = int(state["n_calls"])
         self.switched = bool(state["switched"])
 
@@ -314,7 +323,8 @@ def dkc_step(
         ``frac_at_last``.
     """
     if n_checkpoints is not None and not torch.equal(
-        torch.as_tensor(n_checkpoints, dtype=torch.long).reshape(-1), state.n_checkpoints
+        torch.as_tensor(n_checkpoints, dtype=torch.long, device=state.n_checkpoints.device).reshape(-1),
+        state.n_checkpoints,
     ):
         raise ValueError("n_checkpoints disagrees with the curriculum state")
     _check_shapes(state, trajectories)
