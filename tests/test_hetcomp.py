@@ -287,3 +287,20 @@ def test_student_seed_moves_the_student_not_the_split_or_the_teachers(tiny):
     assert other["test_result"] != base["test_result"]  # another initialisation and batch order
     assert again["test_result"] == other["test_result"]  # and reproducible
     assert other["config"]["student_seed"] == 7 and other["config"]["seed"] == base["config"]["seed"]
+
+
+def test_teacher_weights_shape_the_targets(tiny):
+    run(tiny, model="RankEnsemble")
+    _, _, model, _ = load_split_and_model(tiny, ensemble_weights=[1.0, 0.0])  # BPR only, EASE weighs nothing
+    _, _, equal, _ = load_split_and_model(tiny)
+    from recbole_hetcomp.distill.dkc import build_targets
+
+    bpr = model.teacher_names.index("BPR")
+    alone = build_targets(model.trajectories[bpr:bpr + 1], model.dkc_checkpoint[bpr:bpr + 1], model.n_items, model.k)
+    users = model.curriculum_users
+    assert torch.equal(model.targets[users], alone[users])
+    assert not torch.equal(equal.targets[users], alone[users])
+    with pytest.raises(ConfigError, match="ensemble_weights must be one weight >= 0 per teacher"):
+        load_split_and_model(tiny, ensemble_weights=[1.0])
+    with pytest.raises(ConfigError, match="validation is a RankEnsemble option"):
+        load_split_and_model(tiny, ensemble_weights="validation")

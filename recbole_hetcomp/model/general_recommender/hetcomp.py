@@ -96,6 +96,24 @@ class HetComp(DistillationStudent):
                 f"discrepancy_depth={self.depth}: record teachers with trajectory_topn >= {max(self.k, self.depth)}"
             )
         self.register_buffer("trajectories", torch.from_numpy(topn).long(), persistent=False)
+        weights = config["ensemble_weights"]
+        if weights == "validation":
+            raise ConfigError(
+                "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
+                "--ensemble_weights=validation and give the weights it logs as a list here"
+            )
+        if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != len(trajectories)
+                                    or min(weights) < 0 or max(weights) <= 0):
+            raise ConfigError(
+                f"ensemble_weights must be one weight >= 0 per teacher ({len(trajectories)}, at least one > 0), "
+                f"got {weights!r}"
+            )
+        # The teachers' weights in every ensemble the student learns from (T_u and O_u).
+        self.register_buffer(
+            "teacher_weights",
+            torch.ones(len(trajectories)) if weights is None else torch.tensor(weights, dtype=torch.float),
+            persistent=False,
+        )
         self.register_buffer("observed_trajectories", torch.from_numpy(observed).long(), persistent=False)
 
         # define layers and loss (MF embeddings, optional BPR term, training items)
@@ -198,7 +216,7 @@ class HetComp(DistillationStudent):
         self.targets.copy_(
             build_targets(
                 self.trajectories, self.dkc_checkpoint, self.n_items, self.k, self.temperature,
-                chunk_size=self.chunk_size,
+                weights=self.teacher_weights, chunk_size=self.chunk_size,
             )
         )
         if self.n_observed and self.observed_source == "curriculum":
@@ -208,7 +226,7 @@ class HetComp(DistillationStudent):
         """O_u: the rank ensemble of the teachers' observed lists at ``checkpoint`` [M, U]."""
         return build_targets(
             self.observed_trajectories, checkpoint, self.n_items, self.n_observed,
-            self.temperature, chunk_size=self.chunk_size,
+            self.temperature, weights=self.teacher_weights, chunk_size=self.chunk_size,
         )
 
     def train_mask(self, users):
