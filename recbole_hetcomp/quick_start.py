@@ -22,7 +22,7 @@ from recbole_hetcomp.config import Config
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.fileio import atomic_write
 from recbole_hetcomp.trainer.trajectory import recording_trainer
-from recbole_hetcomp.trajectory.guard import guard_teachers, popularity_valid_result
+from recbole_hetcomp.trajectory.guard import check_guard_ratio, guard_teachers, popularity_valid_result
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, full_sort_inference_time
 from recbole_hetcomp.trajectory.teachers import parse_teachers
 from recbole_hetcomp.trajectory.store import (
@@ -120,6 +120,7 @@ def check_trajectory_settings(config):
         raise ConfigError(f"trajectory_checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {rule!r}")
     if rule == "epochs" and not config["trajectory_checkpoint_epochs"]:
         raise ConfigError("trajectory_checkpoint_rule 'epochs' needs trajectory_checkpoint_epochs, e.g. [10, 20, 40]")
+    check_guard_ratio(config["teacher_guard_ratio"])
     if rule == "even" and config["trajectory_keep"] != "all":
         raise ConfigError("trajectory_checkpoint_rule 'even' needs every validation kept: set trajectory_keep: all")
     folder = os.path.join(config["trajectory_dir"], config["dataset"])

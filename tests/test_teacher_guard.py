@@ -1,6 +1,7 @@
 """The teacher guard: weak teachers are reported, left out by default, kept on request."""
 
 import logging
+import os
 
 import pytest
 
@@ -95,3 +96,9 @@ def test_students_get_the_same_guarded_teachers(tiny):
 def test_all_teachers_weak_is_a_one_line_error(tiny):
     with pytest.raises(ConfigError, match=r"every teacher is weak \(BPR: .*--keep_weak_teachers=True"):
         ensemble(tiny, [FROZEN_BPR])
+
+
+def test_bad_guard_ratio_is_a_one_line_error_before_any_teacher_trains(tiny):
+    with pytest.raises(ConfigError, match="teacher_guard_ratio must be a number >= 0.*got 'high'"):
+        ensemble(tiny, ["EASE"], teacher_guard_ratio="high")
+    assert not os.path.exists(trajectory_path(tiny["trajectory_dir"], "tiny", "EASE"))

@@ -73,6 +73,17 @@ def weak_reason(meta, ratio, bigger=True):
     return None
 
 
+def check_guard_ratio(ratio):
+    """Return ``teacher_guard_ratio`` as a float, or fail in one line.
+
+    Raises:
+        ConfigError: not a number >= 0.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 0:
+        raise ConfigError(f"teacher_guard_ratio must be a number >= 0 (0 turns the popularity rule off), got {ratio!r}")
+    return float(ratio)
+
+
 def guard_teachers(trajectories, config, logger=None):
     """Split the teachers into those that take part and the weak ones left out.
 
@@ -88,9 +99,10 @@ def guard_teachers(trajectories, config, logger=None):
         ``{name: reason}`` of the weak ones (left out, or kept with ``keep_weak_teachers``).
 
     Raises:
-        ConfigError: every teacher is weak and ``keep_weak_teachers`` is not set.
+        ConfigError: every teacher is weak and ``keep_weak_teachers`` is not set, or
+            ``teacher_guard_ratio`` is not a number >= 0.
     """
-    ratio, keep = float(config["teacher_guard_ratio"]), bool(config["keep_weak_teachers"])
+    ratio, keep = check_guard_ratio(config["teacher_guard_ratio"]), bool(config["keep_weak_teachers"])
     bigger = config["valid_metric_bigger"]
     weak = {}
     for t in trajectories:
