@@ -363,7 +363,7 @@ def run_recbole_hetcomp(
     trajectories, weak = None, None
     if getattr(model_class, "uses_teachers", False):
         trajectories = ensure_teacher_trajectories(config, train_dataset)
-        _, weak = guard_teachers(trajectories, config, logger)  # one line per weak teacher, before any training
+        _, weak = guard_teachers(trajectories, config, logger)  # one line per weak teacher, before the student trains
         logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
