@@ -23,6 +23,7 @@ from recbole_hetcomp.data.download import fetch_dataset
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.fileio import atomic_write
 from recbole_hetcomp.trainer.trajectory import recording_trainer
+from recbole_hetcomp.trajectory.guard import check_guard_ratio, guard_teachers, popularity_valid_result
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, full_sort_inference_time
 from recbole_hetcomp.trajectory.teachers import parse_teachers
 from recbole_hetcomp.trajectory.store import (
@@ -148,6 +149,7 @@ def check_trajectory_settings(config):
         raise ConfigError(f"trajectory_checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {rule!r}")
     if rule == "epochs" and not config["trajectory_checkpoint_epochs"]:
         raise ConfigError("trajectory_checkpoint_rule 'epochs' needs trajectory_checkpoint_epochs, e.g. [10, 20, 40]")
+    check_guard_ratio(config["teacher_guard_ratio"])
     if rule == "even" and config["trajectory_keep"] != "all":
         raise ConfigError("trajectory_checkpoint_rule 'even' needs every validation kept: set trajectory_keep: all")
     folder = os.path.join(config["trajectory_dir"], config["dataset"])
@@ -241,7 +243,8 @@ def ensure_teacher_trajectories(config, train_dataset):
 
 
 def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time,
-                  checkpoint_file=None):
+                  checkpoint_file=None, popularity_result=None):
+    popularity_result = _plain(popularity_result)
     return {
         "teacher_config": {
             "model": config["model"],
@@ -260,6 +263,9 @@ def _teacher_meta(config, model, recorder, kept, best_valid_result, test_result,
         "train_time_s": round(train_time, 3),
         "recording_time_s": round(recorder.recording_time, 3),
         "checkpoint_file": checkpoint_file,
+        # the teacher guard's yardstick (trajectory/guard.py): same metric, data and masking
+        "popularity_valid_result": popularity_result,
+        "popularity_valid_score": popularity_result.get(str(config["valid_metric"]).lower()),
     }
 
 
@@ -274,29 +280,35 @@ def _metric_row(name, kind, test_result, parameters, inference_s, valid_result=N
     }
 
 
-def distillation_rows(config, trajectories, valid_data, test_data, train_dataset):
+def distillation_rows(config, trajectories, valid_data, test_data, train_dataset, weak=None):
     """Rows for each teacher (from its trajectory file) and for their rank ensemble.
 
     The ensemble is evaluated here with RecBole's full-sort evaluation and masking; its
-    inference cost is every teacher's plus the aggregation.
+    inference cost is every teacher's plus the aggregation. Weak teachers (``weak``:
+    name -> reason, from the teacher guard) keep their row, marked ``teacher (left out:
+    weak)`` (or ``teacher (weak, kept)`` with ``keep_weak_teachers``); the ensemble's
+    parameters and time count only the teachers that take part.
     """
     from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
 
+    weak = weak or {}
+    kind = "teacher (weak, kept)" if config["keep_weak_teachers"] else "teacher (left out: weak)"
     rows = []
     for t in trajectories:
         rows.append(_metric_row(
-            t.teacher, "teacher", t.meta.get("test_result", {}), t.meta.get("parameters", 0),
-            t.meta.get("inference_time_s"), t.meta.get("valid_result", {}),
+            t.teacher, kind if t.teacher in weak else "teacher", t.meta.get("test_result", {}),
+            t.meta.get("parameters", 0), t.meta.get("inference_time_s"), t.meta.get("valid_result", {}),
         ))
+    members = [r for r in rows if r["kind"] != "teacher (left out: weak)"]
     ensemble = RankEnsemble(config, train_dataset).to(config["device"])
     evaluator = with_compat(Trainer)(config, ensemble)
     valid_result = evaluator.evaluate(valid_data, load_best_model=False)
     test_result = evaluator.evaluate(test_data, load_best_model=False)
     aggregation = full_sort_inference_time(ensemble, train_dataset, max(config["topk"]), config["eval_batch_size"])
-    teacher_times = [r["inference_time_s"] for r in rows]
+    teacher_times = [r["inference_time_s"] for r in members]
     total = None if None in teacher_times else sum(teacher_times) + aggregation
     rows.append(_metric_row(
-        "Ensemble", "ensemble", test_result, sum(r["parameters"] for r in rows), total, valid_result
+        "Ensemble", "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result
     ))
     return rows
 
@@ -308,8 +320,9 @@ def format_summary(rows, topk=(10, 20, 50)):
     lines = [header]
     for r in rows:
         t = r["inference_time_s"]
+        marked = {"teacher (left out: weak)": " (left out: weak)", "teacher (weak, kept)": " (weak, kept)"}
         lines.append(
-            [r["name"], f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
+            [r["name"] + marked.get(r["kind"], ""), f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
             + [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -385,9 +398,10 @@ def run_recbole_hetcomp(
         model_class.check_settings(config, dataset.item_num)
     if config["record_trajectory"] or getattr(model_class, "uses_teachers", False):
         check_trajectory_settings(config)
-    trajectories = None
+    trajectories, weak = None, None
     if getattr(model_class, "uses_teachers", False):
         trajectories = ensure_teacher_trajectories(config, train_dataset)
+        _, weak = guard_teachers(trajectories, config, logger)  # one line per weak teacher, before the student trains
         logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
 
     # The split (and so the teachers' fingerprint) depends on `seed` only; `student_seed`
@@ -426,14 +440,15 @@ def run_recbole_hetcomp(
     inference_time = full_sort_inference_time(model, train_dataset, max(config["topk"]), config["eval_batch_size"])
     rows = None
     if trajectories is not None:
-        rows = distillation_rows(config, trajectories, valid_data, test_data, train_dataset)
+        rows = distillation_rows(config, trajectories, valid_data, test_data, train_dataset, weak)
         if config["model"] != "RankEnsemble":
             rows.append(_metric_row(
                 config["model"], "student", test_result, sum(p.numel() for p in model.parameters()),
                 inference_time, best_valid_result,
             ))
         elif config["ensemble_weights"] is not None:
-            weights = getattr(trainer, "chosen_weights", None) or config["ensemble_weights"]
+            # per teacher that took part (the guard may have dropped some of the configured list)
+            weights = getattr(trainer, "chosen_weights", None) or dict(zip(model.teacher_names, model.weights.tolist()))
             rows.append(_metric_row(
                 f"Ensemble, weights {weights}", "ensemble", test_result, rows[-1]["parameters"],
                 rows[-1]["inference_time_s"], best_valid_result,
@@ -452,6 +467,7 @@ def run_recbole_hetcomp(
         meta = _teacher_meta(
             config, model, recorder, kept, best_valid_result, test_result, train_dataset, train_time,
             checkpoint_file=os.path.abspath(trainer.saved_model_file) if saved else None,
+            popularity_result=popularity_valid_result(config, train_dataset, valid_data),
         )
         meta["inference_time_s"] = round(inference_time, 4)
         if is_writer(config):

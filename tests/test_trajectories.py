@@ -231,7 +231,9 @@ def test_ensemble_weights_must_match_teacher_count(tiny):
 
 def test_ensemble_weights_chosen_on_validation_down_weight_a_useless_teacher(tiny):
     teachers = ["BPR", {"model": "BPR", "name": "untrained", "learning_rate": 0.0}]
-    config = dict(tiny, teachers=teachers, teacher_defaults={"epochs": 8, "learning_rate": 0.01})
+    # keep_weak_teachers: the guard would otherwise leave the untrained teacher out itself
+    config = dict(tiny, teachers=teachers, teacher_defaults={"epochs": 8, "learning_rate": 0.01},
+                  keep_weak_teachers=True)
     equal = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
     tuned = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", read_command_line=False,
                                 config_dict=dict(config, ensemble_weights="validation"))

@@ -7,6 +7,7 @@ models that learn from teachers (the rank ensemble, HetComp) only load.
 import os
 
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.trajectory.guard import guard_teachers
 from recbole_hetcomp.trajectory.store import dataset_fingerprint, load_trajectory, trajectory_path
 from recbole_hetcomp.utils import get_model
 
@@ -49,7 +50,18 @@ def parse_teachers(teachers):
 
 
 def load_teacher_trajectories(config, train_dataset):
-    """Load (never train) the configured teachers' trajectory files for this split."""
+    """Load (never train) the configured teachers' trajectory files for this split.
+
+    Weak teachers (see :mod:`recbole_hetcomp.trajectory.guard`) are left out here unless
+    ``keep_weak_teachers`` is set, so the rank ensemble and every student (HetComp, RRD,
+    CL-DRD) see the same teachers. The pipeline reports them once per run, before this.
+
+    Returns:
+        list of Trajectory: the teachers that take part, in config order.
+
+    Raises:
+        ConfigError: a file is missing, or every teacher is weak.
+    """
     fingerprint = dataset_fingerprint(config, train_dataset)
     paths = [trajectory_path(config["trajectory_dir"], config["dataset"], name) for name, _, _ in parse_teachers(config["teachers"])]
     missing = [p for p in paths if not os.path.isfile(p)]
@@ -58,4 +70,21 @@ def load_teacher_trajectories(config, train_dataset):
             f"trajectory file {missing[0]} is missing: run the teacher with --record_trajectory=True "
             f"or let run_recbole_hetcomp train it"
         )
-    return [load_trajectory(p, fingerprint) for p in paths]
+    kept, _ = guard_teachers([load_trajectory(p, fingerprint) for p in paths], config)
+    return kept
+
+
+def teacher_weights(config, trajectories):
+    """``ensemble_weights`` for the teachers that take part.
+
+    A list with one weight per *configured* teacher loses the weights of the teachers the
+    guard left out; anything else (None, ``validation``, a list of another length, which
+    the models reject with their own message) is returned unchanged.
+    """
+    weights = config["ensemble_weights"]
+    if isinstance(weights, (list, tuple)):
+        names = [name for name, _, _ in parse_teachers(config["teachers"])]
+        taking_part = {t.teacher for t in trajectories}
+        if len(weights) == len(names) and len(trajectories) < len(names):
+            return [w for name, w in zip(names, weights) if name in taking_part]
+    return weights

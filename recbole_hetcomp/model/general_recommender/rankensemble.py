@@ -17,7 +17,7 @@ from recbole.utils import InputType, ModelType
 
 from recbole_hetcomp.distill.ranking import rank_ensemble_scores
 from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
+from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, teacher_weights
 
 
 class RankEnsemble(GeneralRecommender):
@@ -33,7 +33,7 @@ class RankEnsemble(GeneralRecommender):
         # load parameters info
         self.temperature = config["importance_temperature"]
         trajectories = load_teacher_trajectories(config, dataset)
-        weights = config["ensemble_weights"]
+        weights = teacher_weights(config, trajectories)
         self.search_weights = weights == "validation"
         if self.search_weights or weights is None:
             weights = [1.0] * len(trajectories)

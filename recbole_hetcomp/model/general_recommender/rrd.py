@@ -55,7 +55,7 @@ from recbole_hetcomp.distill.dkc import build_targets
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.general_recommender.hetcomp import stack_trajectories
 from recbole_hetcomp.model.student import DistillationStudent
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
+from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, teacher_weights
 
 __all__ = ["FinalEnsembleStudent", "RRD", "rrd_loss", "sample_uninteresting"]
 
@@ -146,7 +146,7 @@ class FinalEnsembleStudent(DistillationStudent):
 
         trajectories = load_teacher_trajectories(config, dataset)
         self.teacher_names = [t.teacher for t in trajectories]
-        weights = config["ensemble_weights"]
+        weights = teacher_weights(config, trajectories)
         if weights == "validation":
             raise ConfigError(
                 "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
