@@ -23,7 +23,7 @@ from recbole_hetcomp.distill.dkc import CurriculumState, build_targets
 from recbole_hetcomp.distill.ranking import topk_unobserved
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.student import DistillationStudent
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
+from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, teacher_weights
 
 STAGE_OVERALL, STAGE_DETAILED = 0, 1
 
@@ -96,7 +96,7 @@ class HetComp(DistillationStudent):
                 f"discrepancy_depth={self.depth}: record teachers with trajectory_topn >= {max(self.k, self.depth)}"
             )
         self.register_buffer("trajectories", torch.from_numpy(topn).long(), persistent=False)
-        weights = config["ensemble_weights"]
+        weights = teacher_weights(config, trajectories)
         if weights == "validation":
             raise ConfigError(
                 "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
