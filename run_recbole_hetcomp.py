@@ -26,6 +26,12 @@ def main(argv=None):
     parser.add_argument("--world_size", type=int, default=-1, help="processes on all nodes (-1: nproc)")
     parser.add_argument("--group_offset", type=int, default=0, help="global rank of this node's first process")
     args, _ = parser.parse_known_args(argv)
+    try:
+        import recbole  # noqa: F401
+    except ModuleNotFoundError:
+        # Python >= 3.12: setup.cfg cannot require RecBole there (its ray pin has no wheel).
+        print("error: RecBole is not installed: pip install --no-deps recbole==1.2.1 (see README, Install)", file=sys.stderr)
+        return 2
 
     from recbole_hetcomp.compat import quiet_known_warnings
     from recbole_hetcomp.errors import HetCompError

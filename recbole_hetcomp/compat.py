@@ -1,7 +1,41 @@
 """Every patch this plugin needs to run RecBole 1.2.1 on today's stack, in one place.
 
-Dependency breakages that a version pin avoids are pinned in ``setup.cfg`` (numpy<2,
-scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives here.
+RecBole 1.2.1 (Feb 2025, the newest release) predates numpy 2, scipy 1.13, pandas 3 and
+torch 2.6; each break below is patched here rather than pinned away, so the plugin runs on
+today's releases (README "Install" lists the measured combinations). :func:`patch_stack`
+applies the library patches; our ``Config`` calls it where RecBole applies its own.
+
+* numpy >= 2 removed ``np.float_``, ``np.complex_`` and ``np.unicode_``, which RecBole's
+  ``Config.compatibility_settings`` reads to re-create the aliases ``np.float``,
+  ``np.complex``, ``np.unicode``, ``np.str``, ``np.object``, ``np.int`` (dropped in numpy
+  1.24) that RecBole's metrics, dataset and layers still use: every ``Config()`` fails.
+  Upstream: RecBole issue #2215 (open), PR #2203 (closed unmerged). Fix:
+  :func:`_numpy_aliases` sets the same aliases from the names numpy 2 still has.
+* scipy 1.13 removed ``dok_matrix._update``, with which LightGCN, NGCF, NCL, GCMC,
+  SpectralCF (and the knowledge-aware models) fill their adjacency matrix. Upstream:
+  RecBole issue #2034 (open). Fix: :func:`_scipy_dok_update` restores the method (a plain
+  update of the matrix's key -> value dict, as it was).
+* pandas 3 made copy-on-write the only mode (pandas PR #56064 warned of it for
+  ``fillna(inplace=True)``) and stopped ``Series.agg(func)`` from applying ``func`` element
+  by element. RecBole's ``Dataset._fill_nan`` calls ``df[field].fillna(..., inplace=True)``,
+  which now fills a copy: missing token and float values silently stay NaN; ``_remap`` splits
+  ``token_seq`` ids at ``np.cumsum(df[field].agg(len))``, now one number: loading any
+  ``token_seq`` field fails with "Length of values (1) does not match length of index";
+  ``_load_feat``'s ``fillna("", inplace=True)`` on sequence columns fills nothing, so one
+  empty ``token_seq``/``float_seq`` cell fails with "'float' object has no attribute
+  'split'". No upstream issue found. Fix: :func:`_pandas_dataset` replaces ``_fill_nan``
+  and ``_remap`` by ones that assign the filled column and take per-row lengths with
+  ``map(len)``, and gives RecBole's dataset module a ``read_csv`` that returns empty
+  sequence cells as ``""`` (what its ``fillna`` meant to do). Not patched (measured, none
+  used by this plugin's models): normalising or discretising ``float_seq`` fields, knowledge
+  graph datasets' sequence remapping and sequential datasets' benchmark files take lengths
+  the same way and fail on pandas 3; normalising a ``float_seq`` field stops with a
+  ConfigError naming the way out (``normalize_all: False`` or ``pandas<3``).
+* Python >= 3.12: RecBole requires ``ray<=2.6.3``, which has no wheel there, so
+  ``pip install recbole==1.2.1`` fails; ray is imported only by ``recbole.quick_start``
+  (hyper-parameter tuning), which this plugin never imports. README's Python 3.12 route
+  installs RecBole with ``--no-deps`` and its import-time needs from setup.cfg.
+  Upstream: issue #1820 (open) is about RecBole's ray range; none about Python 3.12.
 
 * torch >= 2.6 defaults ``torch.load(weights_only=True)``, whose unpickler rejects the
   checkpoints RecBole itself writes (pickled ``Config`` inside, protocol 4), so every
@@ -44,12 +78,148 @@ scipy<1.13, pandas<3); what no pin can avoid while keeping a current torch lives
 
 import os
 import random
+import re
 from time import perf_counter
 
 import numpy as np
 import torch
 
 from recbole_hetcomp.fileio import atomic_write
+
+
+def _version(module):
+    """``(major, minor)`` of a module's ``__version__`` ("3.0.0rc1" -> (3, 0))."""
+    return tuple(int(re.match(r"\d*", part).group() or 0) for part in module.__version__.split(".")[:2])
+
+
+def _numpy_aliases():
+    # RecBole's compatibility_settings, with numpy 2's names for what numpy 2 removed.
+    aliases = {
+        "bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
+        "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_,
+    }
+    for name, value in aliases.items():
+        setattr(np, name, value)
+
+
+def _scipy_dok_update():
+    import scipy.sparse as sp
+
+    if hasattr(sp.dok_matrix, "_update"):
+        return
+
+    def _update(self, data):
+        # What scipy < 1.13 did: no checks, the caller passes valid (row, col) -> value.
+        self._dict.update(data)
+
+    sp.dok_matrix._update = _update
+
+
+def _fill_nan(self):
+    """RecBole's ``Dataset._fill_nan`` that assigns the filled columns (pandas 3)."""
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x)
+
+
+def _remap(self, remap_list):
+    """RecBole's ``Dataset._remap`` with per-row sequence lengths taken by ``map(len)`` (pandas 3)."""
+    import pandas as pd
+    from recbole.utils import FeatureType
+
+    if len(remap_list) == 0:
+        return
+    tokens, split_point = self._concat_remaped_tokens(remap_list)
+    new_ids_list, mp = pd.factorize(tokens)
+    new_ids_list = np.split(new_ids_list + 1, split_point)
+    mp = np.array(["[PAD]"] + list(mp))
+    token_id = {t: i for i, t in enumerate(mp)}
+    for (feat, field, ftype), new_ids in zip(remap_list, new_ids_list):
+        if field not in self.field2id_token:
+            self.field2id_token[field] = mp
+            self.field2token_id[field] = token_id
+        if ftype == FeatureType.TOKEN:
+            feat[field] = new_ids
+        elif ftype == FeatureType.TOKEN_SEQ:
+            lengths = feat[field].map(len).to_numpy()
+            feat[field] = np.split(new_ids, np.cumsum(lengths)[:-1])
+
+
+class _PandasWithFilledSequences:
+    """pandas as RecBole's dataset module sees it: ``read_csv`` fills empty sequence cells.
+
+    That module's only ``read_csv`` call is in ``Dataset._load_feat``; at that point the
+    columns are still named ``field:type`` from the atomic file's header.
+    """
+
+    def __getattr__(self, name):
+        import pandas
+
+        return getattr(pandas, name)
+
+    @staticmethod
+    def read_csv(*args, **kwargs):
+        import pandas
+
+        df = pandas.read_csv(*args, **kwargs)
+        sequences = [column for column in df.columns if str(column).endswith("_seq")]
+        if sequences:
+            df[sequences] = df[sequences].fillna("")
+        return df
+
+
+def _checked_normalize(self):
+    """RecBole's ``Dataset._normalize``, refusing ``float_seq`` fields it cannot handle on pandas 3."""
+    from recbole.utils import FeatureType
+
+    from recbole_hetcomp.errors import ConfigError
+
+    fields = self.config["normalize_field"] or (list(self.field2type) if self.config["normalize_all"] else [])
+    sequences = [field for field in fields if self.field2type.get(field) == FeatureType.FLOAT_SEQ]
+    if sequences:
+        raise ConfigError(
+            f"float_seq field(s) {', '.join(sequences)} cannot be normalised by RecBole 1.2.1 on pandas 3: "
+            "set normalize_all: False (or list other fields in normalize_field), or install 'pandas<3'"
+        )
+    return _RECBOLE_NORMALIZE[0](self)
+
+
+_RECBOLE_NORMALIZE = []
+
+
+def _pandas_dataset():
+    import pandas as pd
+    import recbole.data.dataset.dataset as recbole_dataset
+    from recbole.data.dataset import Dataset
+
+    if _version(pd) < (3, 0) or Dataset._fill_nan is _fill_nan:
+        return
+    Dataset._fill_nan = _fill_nan
+    Dataset._remap = _remap
+    _RECBOLE_NORMALIZE.append(Dataset._normalize)
+    Dataset._normalize = _checked_normalize
+    recbole_dataset.pd = _PandasWithFilledSequences()
+
+
+def patch_stack():
+    """Apply the numpy, scipy and pandas patches of the module docstring (idempotent).
+
+    Called by our ``Config`` in place of RecBole's ``compatibility_settings``, so every run
+    that has a config has them; each patch is applied only where its library needs it.
+    """
+    _numpy_aliases()
+    _scipy_dok_update()
+    _pandas_dataset()
 
 
 def load_own_checkpoint(path, device):
@@ -361,13 +531,22 @@ def with_compat(trainer_class):
 
 
 def quiet_known_warnings():
-    """Silence the FutureWarnings RecBole 1.2.1 itself triggers on pandas 2.x and torch 2.13.
+    """Silence the warnings RecBole 1.2.1 itself triggers on today's pandas and torch.
 
-    Every dataset load warns about chained ``fillna(inplace=True)`` and every trainer about
-    ``torch.cuda.amp.GradScaler``: noise in each run's output that users cannot act on.
-    Only warnings raised from RecBole's own modules are filtered; called by the command-line
-    entry point, not on import.
+    Every dataset load warns about chained ``fillna(inplace=True)`` (a FutureWarning on
+    pandas 2, a ChainedAssignmentError on pandas 3, where :func:`patch_stack` makes the call
+    harmless) and, on pandas 3, that torch got a read-only NumPy array (copy-on-write marks
+    DataFrame arrays read-only; RecBole drops the DataFrame once it has the tensors); every
+    trainer warns about ``torch.cuda.amp.GradScaler``: noise in each run's output that users
+    cannot act on. Only warnings raised from RecBole's own modules are filtered; called by
+    the command-line entry point, not on import.
     """
     import warnings
 
+    import pandas as pd
+
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", module=r"recbole\.")
+    chained = getattr(pd.errors, "ChainedAssignmentError", None)
+    if chained is not None:
+        warnings.filterwarnings("ignore", category=chained, module=r"recbole\.")

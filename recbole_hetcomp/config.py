@@ -129,15 +129,11 @@ class Config(RecBoleConfig):
         init_distributed_device(self.final_config_dict)
 
     def compatibility_settings(self):
-        # RecBole sets numpy aliases removed in numpy 2 (np.float_ etc.); setup.cfg pins
-        # numpy<2, and this guard turns a wrong install into a clear message.
-        import numpy as np
+        # RecBole's version reads np.float_ & co., gone in numpy 2; ours sets the same
+        # aliases and patches scipy and pandas breaks too (see compat.py).
+        from recbole_hetcomp.compat import patch_stack
 
-        if int(np.__version__.split(".")[0]) >= 2:
-            raise ConfigError(
-                f"numpy {np.__version__} is installed but RecBole 1.2.1 needs numpy<2: pip install 'numpy<2'"
-            )
-        super().compatibility_settings()
+        patch_stack()
 
     # --- checks -------------------------------------------------------------------
     def _check_command_line_keys(self):

@@ -206,8 +206,10 @@ def test_custom_name_and_nested_data_path(tmp_path):
 
 
 def _load_with_recbole(data_path: Path, name: str, item_fields: list[str]):
-    from recbole.config import Config
+    # The plugin's Config: RecBole's own fails on numpy 2 (np.float_); ours patches that.
     from recbole.data import create_dataset
+
+    from recbole_hetcomp.config import Config
 
     config = Config(
         model="BPR",
@@ -226,6 +228,7 @@ def _load_with_recbole(data_path: Path, name: str, item_fields: list[str]):
             "user_inter_num_interval": "[0,inf)",
             "item_inter_num_interval": "[0,inf)",
         },
+        read_command_line=False,
     )
     return create_dataset(config)
 
