@@ -75,13 +75,13 @@ def main(argv=None):
 
     quiet_known_warnings()
     work = tempfile.mkdtemp(prefix="bench-epoch-")
-    os.chdir(work)  # RecBole's log/ and saved/
     overrides = {"trajectory_dir": os.path.join(work, "trajectories"), "show_progress": False, "state": "WARNING",
                  "torch_num_threads": args.threads}
     if args.data_path:
         overrides["data_path"] = os.path.abspath(args.data_path)
+    os.chdir(work)  # RecBole's log/ and saved/
     overrides.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
-    files = [os.path.abspath(os.path.join(REPO, f)) if not os.path.isabs(f) else f for f in args.config_files]
+    files = [f if os.path.isabs(f) else os.path.join(REPO, f) for f in args.config_files]
     config = Config(model="HetComp", dataset=args.dataset, config_file_list=files, config_dict=overrides,
                     read_command_line=False)
     init_seed(config["seed"], config["reproducibility"])

@@ -448,7 +448,8 @@ class CheckpointCompatMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
             "best_valid_result": self._last_valid_result,
-            "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
             "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
@@ -494,7 +495,10 @@ class CheckpointCompatMixin:
             self.best_valid_result = checkpoint["best_valid_result"]
         rng = checkpoint.get("rng_state")
         if rng is not None:
-            torch.set_rng_state(rng["torch"])
+            # The checkpoint is loaded onto the run's device; RNG states are CPU byte tensors.
+            torch.set_rng_state(rng["torch"].cpu())
+            if rng.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
             np.random.set_state(rng["numpy"])
             random.setstate(rng["python"])
         history = checkpoint.get("history") or {}

@@ -31,7 +31,7 @@ def load_split_and_model(tiny, **overrides):
     config = Config(model="HetComp", dataset="tiny", config_dict=config_dict, read_command_line=False)
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, create_dataset(config))
-    model = get_model("HetComp")(config, train.dataset)
+    model = get_model("HetComp")(config, train.dataset).to(config["device"])  # as the pipeline: on a GPU if one is visible
     trainer = get_trainer(config["MODEL_TYPE"], "HetComp")(config, model)
     return config, (train, valid, test), model, trainer
 

@@ -36,7 +36,7 @@ def load_split_and_model(tiny, model, **overrides):
     config = Config(model=model, dataset="tiny", config_dict=config_dict, read_command_line=False)
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, create_dataset(config))
-    net = get_model(model)(config, train.dataset)
+    net = get_model(model)(config, train.dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
     return config, (train, valid, test), net, trainer
 
@@ -229,8 +229,8 @@ def test_targets_are_the_final_ensemble_ranking(tiny):
     values, ids = stable_topk(scores, rrd.n)
     expected = ids.masked_fill(values <= 0, 0)
     assert (expected[:, -1] != 0).any(), "the test compares full lists, not only padding"
-    assert torch.equal(rrd.targets[users], expected)
-    assert torch.equal(cldrd.targets[users], expected[:, : cldrd.length])
+    assert torch.equal(rrd.targets.cpu()[users], expected)
+    assert torch.equal(cldrd.targets.cpu()[users], expected[:, : cldrd.length])
 
     history = train.dataset.history_item_matrix()[0]
     train_mask = torch.zeros(rrd.n_users, rrd.n_items, dtype=torch.bool).scatter_(1, history, True)
