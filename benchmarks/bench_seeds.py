@@ -47,18 +47,38 @@ ROWS = {
     "rrd": ("RRD", "RRD", {}, [], True),
     "no-kd-lr0.01": ("no-KD BPR d6, lr 0.01", "BPR", dict(NO_KD, learning_rate=0.01), [], True),
     "no-kd-lr0.001": ("no-KD BPR d6, lr 0.001", "BPR", dict(NO_KD, learning_rate=0.001), [], True),
+    # One factor at a time (issue: why the curriculum does not beat the final checkpoints).
+    "final-only-reference": ("HetComp, final checkpoints only, reference profile", "HetComp",
+                             {"hetcomp_checkpoints": "final"}, [REFERENCE], True),
+    "hetcomp-weighted": ("HetComp, validation-weighted targets", "HetComp",
+                         {"ensemble_weights": "@ensemble-weighted"}, [], True),
+    "final-only-weighted": ("HetComp, final checkpoints only, validation-weighted targets", "HetComp",
+                            {"hetcomp_checkpoints": "final", "ensemble_weights": "@ensemble-weighted"}, [], True),
+    "hetcomp-all-pairs": ("HetComp, switch when every pair is at its last checkpoint", "HetComp",
+                          {"switch_rule": "all_pairs"}, [], True),
+    "hetcomp-period5": ("HetComp, DKC every 5 epochs from epoch 5", "HetComp",
+                        {"dkc_start": 5, "dkc_period": 5}, [], True),
 }
+# "@ensemble-weighted": the weights the ensemble-weighted row chose on validation.
+WEIGHTS_FROM = "@ensemble-weighted"
 METRICS = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20", "recall@50"]
 
 
 def trajectory_hash(folder):
-    """sha256 over the teachers' trajectory files (name and content), in name order."""
+    """sha256 over the teachers' recorded rankings (name, topn, observed), in name order.
+
+    Only the arrays count, not the metadata (training time, checkpoint file names): a
+    deterministic re-recording of the same teachers gives the same hash.
+    """
+    from safetensors.numpy import load_file
+
     digest = hashlib.sha256()
     for name in sorted(os.listdir(folder)):
         if name.endswith(".safetensors"):
+            arrays = load_file(os.path.join(folder, name))
             digest.update(name.encode())
-            with open(os.path.join(folder, name), "rb") as f:
-                digest.update(hashlib.sha256(f.read()).digest())
+            for key in ("topn", "observed"):
+                digest.update(key.encode() + str(arrays[key].shape).encode() + arrays[key].tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -91,8 +111,11 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
             raise SystemExit(f"{out} was computed under other settings or teachers: move it away or use another --out")
         return out, "kept"
     work = tempfile.mkdtemp(prefix=f"{slug}-", dir=args.work)
+    row_settings = dict(overrides, **dict(args.set))
+    if row_settings.get("ensemble_weights") == WEIGHTS_FROM:
+        row_settings["ensemble_weights"] = chosen_weights(args)
     with open(os.path.join(work, "row.yaml"), "w", encoding="utf-8") as f:
-        json.dump(dict(overrides, **dict(args.set)), f)  # JSON is YAML
+        json.dump(row_settings, f)  # JSON is YAML
     config_files = [os.path.abspath(p) for p in args.config_files + files] + [os.path.join(work, "row.yaml")]
     command = [
         sys.executable, os.path.join(REPO, "run_recbole_hetcomp.py"), f"--model={model}", f"--dataset={args.dataset}",
@@ -138,6 +161,17 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
     return out, "new"
 
 
+def chosen_weights(args):
+    """The ensemble-weighted row's weights (chosen on validation), in teacher order."""
+    path = os.path.join(args.out, "ensemble-weighted", "run.json")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"{path} is missing: run the ensemble-weighted row first")
+    with open(path, encoding="utf-8") as f:
+        done = json.load(f)
+    weights = done["ensemble_weights"]
+    return [float(weights[name]) for name in done["teachers"]] if isinstance(weights, dict) else weights
+
+
 def best_epoch(result):
     history = result.get("valid_history") or []
     if not history:
@@ -170,21 +204,22 @@ def compute(args):
         raise SystemExit(f"the results in {args.out} used teachers {traj_hash}, not in {traj_dir}: re-record them there")
     print(f"teachers {traj_hash} ({status})", flush=True)
     slugs = [s for s in args.rows if s != "ensemble"]
-    tasks = [(s, None) for s in slugs if not ROWS[s][4]]
-    tasks += [(s, seed) for seed in args.seeds for s in slugs if ROWS[s][4]]
     failed = []
-    with ThreadPoolExecutor(args.jobs) as pool:
-        pending = {pool.submit(run_row, args, s, seed, traj_dir, traj_hash): (s, seed) for s, seed in tasks}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                slug, seed = pending.pop(future)
-                try:
-                    out, status = future.result()
-                    print(f"{slug} seed {seed}: {status} -> {os.path.relpath(out, REPO)}", flush=True)
-                except Exception as err:  # one failed row must not stop the others
-                    failed.append(str(err))
-                    print(f"FAILED {err}", flush=True)
+    # Seed-independent rows first: a seeded row may read their result (chosen weights).
+    for tasks in ([(s, None) for s in slugs if not ROWS[s][4]],
+                  [(s, seed) for seed in args.seeds for s in slugs if ROWS[s][4]]):
+        with ThreadPoolExecutor(args.jobs) as pool:
+            pending = {pool.submit(run_row, args, s, seed, traj_dir, traj_hash): (s, seed) for s, seed in tasks}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    slug, seed = pending.pop(future)
+                    try:
+                        out, status = future.result()
+                        print(f"{slug} seed {seed}: {status} -> {os.path.relpath(out, REPO)}", flush=True)
+                    except Exception as err:  # one failed row must not stop the others
+                        failed.append(str(err))
+                        print(f"FAILED {err}", flush=True)
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed")
 

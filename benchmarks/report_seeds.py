@@ -15,9 +15,12 @@ import statistics
 
 MAIN = "ndcg@20"
 SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
-PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp", "rrd"),
-         ("hetcomp", "hetcomp-reference")]
-ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp", "final-only", "rrd", "no-kd"]
+PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp-reference", "final-only-reference"),
+         ("hetcomp", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
+         ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
+         ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only")]
+ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp", "final-only", "final-only-reference",
+         "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5"]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
 
@@ -98,7 +101,7 @@ def write_report(out, report_path, plots=False):
     lines += ["", "Curriculum (DKC) per run: epoch of the switch to the detailed loss, and each teacher's mean "
               "checkpoint index at the switch (the last index is T - 1):", "",
               "| row | seed | switch epoch | mean checkpoint at the switch |", "|---|---|---|---|"]
-    for slug in ("hetcomp-reference", "hetcomp"):
+    for slug in ("hetcomp-reference", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5"):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(r["teachers"], at["mean_checkpoint"])) if at else "-"
