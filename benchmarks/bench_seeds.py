@@ -127,7 +127,8 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         command.append(f"--data_path={os.path.abspath(args.data_path)}")
     if seeded:
         command.append(f"--student_seed={seed}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    path = os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=path)
     start = time.time()
     with open(os.path.join(work, "console.log"), "w", encoding="utf-8") as log:
         code = subprocess.call(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
