@@ -150,7 +150,7 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         "curriculum": [{"epoch": h["epoch"], "mean_checkpoint": h["mean_checkpoint"], "stage": h["stage"],
                         "frac_at_last": h.get("frac_at_last"), "seconds": round(h.get("seconds", 0.0), 3)}
                        for h in history],
-        "teachers": [r["name"] for r in result.get("rows", []) if r["kind"] == "teacher"],
+        "teachers": [r["name"] for r in result.get("rows", []) if r["kind"].startswith("teacher")],
         "switch_epoch": switch[0] if switch else None,
         "wall_time_s": round(time.time() - start, 1), "threads": args.threads,
         "parameters": result.get("parameters"), "ensemble_weights": result.get("ensemble_weights"),
@@ -238,7 +238,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="folder of result files (commit it)")
     parser.add_argument("--work", default=None, help="scratch folder (trajectories, logs); default benchmarks/runs/<dataset>-seeds")
-    parser.add_argument("--report", default=None, help="write the Markdown report here from --out alone")
+    parser.add_argument("--report", default=None, help="write the Markdown report here from --out (and --also) alone")
+    parser.add_argument("--also", nargs="*", default=[], help="more result folders for the report (same teachers)")
     parser.add_argument("--plots", action="store_true")
     args = parser.parse_args(argv)
     args.rows = [s.strip() for s in args.rows.split(",") if s.strip()]
@@ -252,7 +253,7 @@ def main(argv=None):
     if args.report:
         from benchmarks.report_seeds import write_report
 
-        write_report(args.out, args.report, plots=args.plots)
+        write_report([args.out] + args.also, args.report, plots=args.plots)
         return 0
     compute(args)
     return 0

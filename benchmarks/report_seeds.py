@@ -24,17 +24,22 @@ ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp", "final
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
 
-def load(out):
+def load(folders):
     runs = {}
-    for path in sorted(glob.glob(os.path.join(out, "*", "*.json"))):
-        with open(path, encoding="utf-8") as f:
-            r = json.load(f)
-        runs.setdefault(r["slug"], []).append(r)
+    seen = set()
+    for out in folders:
+        for path in sorted(glob.glob(os.path.join(out, "*", "*.json"))):
+            with open(path, encoding="utf-8") as f:
+                r = json.load(f)
+            if (r["slug"], r["student_seed"]) in seen:
+                continue  # the first folder given wins (e.g. its own ensemble rows)
+            seen.add((r["slug"], r["student_seed"]))
+            runs.setdefault(r["slug"], []).append(r)
     for slug in runs:
         runs[slug].sort(key=lambda r: r["student_seed"] or 0)
     hashes = {r["trajectory_hash"] for rs in runs.values() for r in rs}
     if len(hashes) > 1:
-        raise SystemExit(f"result files in {out} come from different teachers: {sorted(hashes)}")
+        raise SystemExit(f"result files in {', '.join(folders)} come from different teachers: {sorted(hashes)}")
     no_kd = [s for s in runs if s.startswith("no-kd")]
     if no_kd:  # learning rate chosen on validation only
         best = max(no_kd, key=lambda s: statistics.mean(r["best_valid_score"] for r in runs[s]))
@@ -58,8 +63,10 @@ def paired(runs, a, b, metric):
     return [r["test_result"][metric] - by_seed[r["student_seed"]] for r in runs.get(a, []) if r["student_seed"] in by_seed]
 
 
-def write_report(out, report_path, plots=False):
-    runs = load(out)
+def write_report(folders, report_path, plots=False):
+    folders = [folders] if isinstance(folders, str) else list(folders)
+    out = " + ".join(folders)
+    runs = load(folders)
     if not runs:
         raise SystemExit(f"no result files under {out}")
     ensemble = runs.get("ensemble", [{}])[0]
@@ -67,7 +74,8 @@ def write_report(out, report_path, plots=False):
     any_run = next(iter(runs.values()))[0]
     lines += [
         f"Result files: `{out}` (one JSON per run; this page is rebuilt from them by "
-        f"`python benchmarks/bench_seeds.py --out={out} --report={report_path}{' --plots' if plots else ''}`).",
+        f"`python benchmarks/bench_seeds.py --out={folders[0]}"
+        f"{(' --also ' + ' '.join(folders[1:])) if folders[1:] else ''} --report={report_path}{' --plots' if plots else ''}`).",
         f"Teachers' trajectory hash: `{any_run['trajectory_hash']}` (the same in every file); "
         f"property files: {', '.join(f'`{f}`' for f in any_run['settings']['config_files']) or 'none'}; "
         f"torch threads per run: {any_run['threads']}.",
