@@ -157,9 +157,25 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         "config": result.get("config"),
     }
     if slug == "ensemble":
-        payload["teacher_rows"] = [r for r in result.get("rows", []) if r["kind"] == "teacher"]
+        payload["teacher_rows"] = [r for r in result.get("rows", []) if r["kind"].startswith("teacher")]
+        payload["teacher_checkpoints"] = teacher_checkpoints(os.path.join(traj_dir, args.dataset))
     write_json(out, payload)
     return out, "new"
+
+
+def teacher_checkpoints(folder):
+    """Each teacher's kept checkpoints: epochs, validation scores, number of validations."""
+    from recbole_hetcomp.trajectory.store import load_trajectory
+
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            meta = load_trajectory(os.path.join(folder, name)).meta
+            found[name[: -len(".safetensors")]] = {
+                "epochs": meta.get("checkpoint_epochs"), "valid_scores": meta.get("checkpoint_valid_scores"),
+                "validations": len(meta.get("all_validations") or []), "valid_metric": meta.get("valid_metric"),
+            }
+    return found
 
 
 def chosen_weights(args):

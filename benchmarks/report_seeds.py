@@ -115,11 +115,15 @@ def write_report(folders, report_path, plots=False):
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(r["teachers"], at["mean_checkpoint"])) if at else "-"
             lines.append(f"| {r['row']} | {r['student_seed']} | {r['switch_epoch']} | {means} |")
     if "ensemble" in runs and ensemble.get("teacher_rows"):
-        lines += ["", "Teachers (recorded once, shared by every row):", "", "| teacher | test N@20 | test R@50 |",
-                  "|---|---|---|"]
+        checkpoints = ensemble.get("teacher_checkpoints") or {}
+        lines += ["", "Teachers (recorded once, shared by every row) and the checkpoints each kept (epoch: "
+                  "validation score of the teacher's valid_metric at that checkpoint):", "",
+                  "| teacher | test N@20 | test R@50 | validations | kept checkpoints |", "|---|---|---|---|---|"]
         for t in ensemble["teacher_rows"]:
+            c = checkpoints.get(t["name"], {})
+            kept = ", ".join(f"{e}: {v:.3f}" for e, v in zip(c.get("epochs") or [], c.get("valid_scores") or []))
             lines.append(f"| {t['name']} | {t['test_result'].get(MAIN, float('nan')):.4f} | "
-                         f"{t['test_result'].get('recall@50', float('nan')):.4f} |")
+                         f"{t['test_result'].get('recall@50', float('nan')):.4f} | {c.get('validations', '-')} | {kept or '-'} |")
     if plots:
         lines += ["", *make_plots(runs, report_path)]
     notes = ""
