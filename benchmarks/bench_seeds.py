@@ -35,6 +35,13 @@ from recbole_hetcomp.fileio import atomic_write  # noqa: E402
 
 REFERENCE = os.path.join(REPO, "properties", "protocol", "hetcomp-reference.yaml")
 NO_KD = {"embedding_size": 6, "epochs": 300, "eval_step": 10, "stopping_step": 5}
+# HetComp's default schedule until 2026-12-04 (the ml-100k rows of that day were run with it):
+# at most 300 epochs, RecBole's early stopping (a tie is a gain, stop at the 6th validation
+# without one) held until the curriculum ends. Today's default is the reference schedule.
+SCHEDULE_300 = {"epochs": 300, "stopping_step": 5, "early_stopping_strict": False, "hold_early_stopping": True}
+
+# "@ensemble-weighted": the weights the ensemble-weighted row chose on validation.
+WEIGHTS_FROM = "@ensemble-weighted"
 
 # slug -> (row name, model, overrides, extra property files, seeded)
 ROWS = {
@@ -42,8 +49,9 @@ ROWS = {
     "ensemble-weighted": ("Ensemble, weights chosen on validation", "RankEnsemble",
                           {"ensemble_weights": "validation"}, [], False),
     "hetcomp-reference": ("HetComp, reference profile", "HetComp", {}, [REFERENCE], True),
-    "hetcomp": ("HetComp, our default", "HetComp", {}, [], True),
-    "final-only": ("HetComp, final checkpoints only", "HetComp", {"hetcomp_checkpoints": "final"}, [], True),
+    "hetcomp": ("HetComp, 300-epoch schedule", "HetComp", dict(SCHEDULE_300), [], True),
+    "final-only": ("HetComp, final checkpoints only, 300-epoch schedule", "HetComp",
+                   dict(SCHEDULE_300, hetcomp_checkpoints="final"), [], True),
     "rrd": ("RRD", "RRD", {}, [], True),
     "no-kd-lr0.01": ("no-KD BPR d6, lr 0.01", "BPR", dict(NO_KD, learning_rate=0.01), [], True),
     "no-kd-lr0.001": ("no-KD BPR d6, lr 0.001", "BPR", dict(NO_KD, learning_rate=0.001), [], True),
@@ -51,16 +59,15 @@ ROWS = {
     "final-only-reference": ("HetComp, final checkpoints only, reference profile", "HetComp",
                              {"hetcomp_checkpoints": "final"}, [REFERENCE], True),
     "hetcomp-weighted": ("HetComp, validation-weighted targets", "HetComp",
-                         {"ensemble_weights": "@ensemble-weighted"}, [], True),
+                         dict(SCHEDULE_300, ensemble_weights=WEIGHTS_FROM), [], True),
     "final-only-weighted": ("HetComp, final checkpoints only, validation-weighted targets", "HetComp",
-                            {"hetcomp_checkpoints": "final", "ensemble_weights": "@ensemble-weighted"}, [], True),
+                            dict(SCHEDULE_300, hetcomp_checkpoints="final", ensemble_weights=WEIGHTS_FROM), [], True),
     "hetcomp-all-pairs": ("HetComp, switch when every pair is at its last checkpoint", "HetComp",
-                          {"switch_rule": "all_pairs"}, [], True),
+                          dict(SCHEDULE_300, switch_rule="all_pairs"), [], True),
     "hetcomp-period5": ("HetComp, DKC every 5 epochs from epoch 5", "HetComp",
-                        {"dkc_start": 5, "dkc_period": 5}, [], True),
+                        dict(SCHEDULE_300, dkc_start=5, dkc_period=5), [], True),
 }
-# "@ensemble-weighted": the weights the ensemble-weighted row chose on validation.
-WEIGHTS_FROM = "@ensemble-weighted"
+
 METRICS = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20", "recall@50"]
 
 

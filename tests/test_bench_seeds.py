@@ -38,7 +38,7 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     assert (one["student_seed"], two["student_seed"]) == (1, 2)
     assert one["test_result"] != two["test_result"]  # the seed moves the student
     assert one["curriculum"] and "ndcg@20" in one["valid_history"][0]  # every metric per validation
-    assert one["settings"]["overrides"] == {} and one["settings"]["set"]["epochs"] == 4
+    assert one["settings"]["overrides"]["epochs"] == 300 and one["settings"]["set"]["epochs"] == 4  # --set wins
 
     again = bench(tmp_path, *rows)
     assert again.returncode == 0 and again.stdout.count(": kept") == 4, again.stdout
@@ -52,5 +52,5 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr[-2000:]
     page = report.read_text()
-    assert "| HetComp, our default | 1,2 |" in page
-    assert "HetComp, our default − HetComp, final checkpoints only | 2 |" in page
+    assert "| HetComp, 300-epoch schedule | 1,2 |" in page
+    assert "HetComp, 300-epoch schedule − HetComp, final checkpoints only, 300-epoch schedule | 2 |" in page

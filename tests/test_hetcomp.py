@@ -134,7 +134,7 @@ def test_single_loss_ablations(tiny, mode, stages):
 
 def test_early_stopping_waits_for_the_curriculum(tiny):
     run(tiny, model="RankEnsemble")  # records the teachers
-    _, _, model, trainer = load_split_and_model(tiny, stopping_step=3)
+    _, _, model, trainer = load_split_and_model(tiny, stopping_step=3, hold_early_stopping=True)
     trainer._hold_early_stopping()
     assert trainer.stopping_step == float("inf")  # curriculum under way: RecBole never stops
     trainer.cur_step = 7  # validations without gain so far
@@ -229,7 +229,7 @@ def test_strict_early_stopping_does_not_count_a_tie_as_a_gain(tiny):
     trainer.best_valid_score = score
     tie, _ = trainer._valid_epoch(valid)  # same model, same score: not a strict gain
     assert tie < score and tie == pytest.approx(score, abs=1e-12)
-    _, (_, valid, _), _, lenient = load_split_and_model(tiny)
+    _, (_, valid, _), _, lenient = load_split_and_model(tiny, early_stopping_strict=False)
     score, _ = lenient._valid_epoch(valid)
     lenient.best_valid_score = score
     assert lenient._valid_epoch(valid)[0] == score  # RecBole's rule: a tie is a gain
