@@ -304,3 +304,11 @@ def test_teacher_weights_shape_the_targets(tiny):
         load_split_and_model(tiny, ensemble_weights=[1.0])
     with pytest.raises(ConfigError, match="validation is a RankEnsemble option"):
         load_split_and_model(tiny, ensemble_weights="validation")
+
+
+def test_detailed_only_ablation_still_runs_the_curriculum(tiny):
+    result = run(tiny, epochs=14, akt_mode="detailed")
+    history = result["dkc_history"]
+    assert {h["stage"] for h in history} == {1}  # the detailed loss from the start
+    bpr = [h["mean_checkpoint"][0] for h in history]
+    assert bpr[-1] > bpr[0]  # and the targets still move along BPR's trajectory

@@ -6,8 +6,9 @@ discrepancy to each teacher's next checkpoint, advances the (teacher, user) pair
 rule allows, and rebuilds the targets. When the curriculum has converged (``switch_rule``;
 the reference's: for every teacher, the mean checkpoint index over users rounded to 2
 decimals equals its last index) DKC stops, the targets stay fixed, and AKT switches once,
-globally, from the overall to the detailed ranking loss (section 4.3). Everything else (optimiser, early stopping on
-validation, best checkpoint, evaluation) is RecBole's, except that with
+globally, from the overall to the detailed ranking loss (section 4.3). Everything else
+(optimiser, early stopping on validation, best checkpoint, evaluation) is RecBole's, except
+that with
 ``hold_early_stopping`` early stopping waits for the curriculum: while the targets still
 come from intermediate checkpoints the student's validation score can plateau (measured on
 ml-1m: flat for 20 epochs mid-curriculum), and stopping there would end training before the
@@ -112,7 +113,10 @@ class HetCompTrainer(Trainer):
         """One DKC step and target rebuild; returns its statistics."""
         start = perf_counter()
         state = self.model.curriculum
-        if not self.curriculum_done(state) and not state.switched:
+        # DKC ends for good at the switch (adaptive AKT); the single-loss ablations run it
+        # until the curriculum converges.
+        ended = state.switched if self.akt_mode == "adaptive" else self.curriculum_done(state)
+        if not ended:
             student = self.model.student_topk(self.model.depth)
             stats = dkc_step(
                 state, self.model.trajectories, None, student, epoch=epoch_idx,
