@@ -1,5 +1,9 @@
 """RecBole's Config, taught to find this plugin's models and property files.
 
+Our property files are found by :mod:`recbole_hetcomp.resources` (packaged with an installed
+copy, else the checkout's ``properties/``); a bare ``--config_files`` name that is not in the
+working directory names a shipped protocol (``hetcomp-paper.yaml``).
+
 Layers, lowest priority first (RecBole's order, with ours interleaved):
 RecBole ``overall.yaml`` < our ``properties/overall.yaml`` < RecBole's model YAML <
 our ``properties/model/<Model>.yaml`` < dataset YAMLs (RecBole's, then ours) <
@@ -17,9 +21,9 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.resources import PROPERTIES_DIR, resolve_config_file, shipped_protocols
 from recbole_hetcomp.utils import get_model
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 RECBOLE_PROPERTIES_DIR = os.path.join(os.path.dirname(recbole.__file__), "properties")
 
 # Keys RecBole reads that no property file defines (its distributed launcher's).
@@ -54,7 +58,9 @@ class Config(RecBoleConfig):
     # --- external input -------------------------------------------------------------
     def _read_yaml(self, path, what):
         if not os.path.isfile(path):
-            raise ConfigError(f"{what} {path} does not exist: check the path (given to --config_files?)")
+            shipped = shipped_protocols() if what == "config file" and not os.path.dirname(path) else []
+            hint = f"; shipped protocols, usable by name: {', '.join(shipped)}" if shipped else ""
+            raise ConfigError(f"{what} {path} does not exist: check the path (given to --config_files?){hint}")
         try:
             with open(path, "r", encoding="utf-8") as f:
                 content = yaml.load(f.read(), Loader=self.yaml_loader)
@@ -76,7 +82,7 @@ class Config(RecBoleConfig):
         if isinstance(file_list, str):
             file_list = file_list.split()
         for file in file_list or []:
-            file_config_dict.update(self._read_yaml(file, "config file"))
+            file_config_dict.update(self._read_yaml(resolve_config_file(file), "config file"))
         return file_config_dict
 
     def _get_model_and_dataset(self, model, dataset):
