@@ -117,6 +117,8 @@ def config_summary(config, config_files=None, log_file=None):
     from recbole.utils import ModelType
 
     threads = torch.get_num_threads()
+    if isinstance(config_files, str):
+        config_files = config_files.split()  # as RecBole's Config reads a string
     files = ", ".join(os.path.basename(f) for f in config_files) if config_files else "none"
     if config["MODEL_TYPE"] == ModelType.TRADITIONAL:
         training = "one fit, no epochs"  # RecBole's TraditionalTrainer (EASE, the rank ensemble, ...)
