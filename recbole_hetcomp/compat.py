@@ -678,8 +678,9 @@ def quiet_known_warnings():
     pandas 2, a ChainedAssignmentError on pandas 3, where :func:`patch_stack` makes the call
     harmless) and, on pandas 3, that torch got a read-only NumPy array (copy-on-write marks
     DataFrame arrays read-only; RecBole drops the DataFrame once it has the tensors); every
-    trainer warns about ``torch.cuda.amp.GradScaler``: noise in each run's output that users
-    cannot act on. Only warnings raised from RecBole's own modules are filtered; called by
+    trainer warns about ``torch.cuda.amp.GradScaler``; LightGCN (and RecBole's other graph
+    models) build their adjacency with the deprecated ``torch.sparse.FloatTensor``: noise in
+    each run's output that users cannot act on. Only warnings raised from RecBole's own modules are filtered; called by
     the command-line entry point, not on import.
     """
     import warnings
@@ -688,6 +689,7 @@ def quiet_known_warnings():
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable", module=r"recbole\.")
+    warnings.filterwarnings("ignore", message=r"torch\.sparse\.SparseTensor", module=r"recbole\.")
     chained = getattr(pd.errors, "ChainedAssignmentError", None)
     if chained is not None:
         warnings.filterwarnings("ignore", category=chained, module=r"recbole\.")
