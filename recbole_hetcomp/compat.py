@@ -74,11 +74,24 @@ applies the library patches; our ``Config`` calls it where RecBole applies its o
   process id, each trainer claims its own TensorBoard folder with an atomic ``mkdir`` (``-2``,
   ``-3``, ... when the name is taken), and each checkpoint name carries the process id and
   is never handed out twice in one process.
+* RecBole's ``init_logger`` installs its console and file handlers with
+  ``logging.basicConfig``, which does nothing once the root logger has handlers: every run
+  after the first in a process (each teacher a student's run trains, each test) logs into
+  the first run's file and leaves its own log file empty. Its console shows everything the
+  file holds (the whole config for every model, three lines per epoch, a line per
+  checkpoint save: about 5,200 lines for the main job). Upstream: no RecBole issue found.
+  :func:`init_logger` attaches each run's own file handler (a teacher's run detaches its
+  student's, :func:`nested_run_log` puts it back) and one console handler per process
+  that shows what :mod:`recbole_hetcomp.console` keeps; :class:`CheckpointCompatMixin` logs
+  checkpoint saves once per model and reports the training's progress.
 """
 
+import hashlib
+import logging
 import os
 import random
 import re
+from contextlib import contextmanager
 from time import perf_counter
 
 import numpy as np
@@ -350,20 +363,100 @@ def patch_for_concurrent_runs():
     importlib.import_module("recbole.trainer.trainer").get_tensorboard = _own_tensorboard
 
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+           "critical": logging.CRITICAL}
+
+# File handlers of runs that enclose the current one (a student's, while it trains a
+# teacher): detached, not closed; nested_run_log re-attaches them.
+_HELD_FILE_HANDLERS = []
+
+
+class _RunFileHandler(logging.FileHandler):
+    """A run's log file (told apart from handlers that others attached to the root logger)."""
+
+
 def init_logger(config):
-    """RecBole's ``init_logger`` for runs that may share a working folder with others.
+    """RecBole's ``init_logger``, with a log file per run and a readable console.
 
     Same file layout as RecBole's, but the time stamp ends with the process id
     (``log/<model>/<model>-<dataset>-<time>-<pid>-<hash>.log``), so two runs of one config
-    started in the same second write two files; the folders are created race-free.
+    started in the same second write two files; the folders are created race-free. The
+    previous run's file handler is closed (or, inside :func:`nested_run_log`, detached and
+    kept for the enclosing run); the console handler (one per process) shows what
+    :class:`recbole_hetcomp.console.ConsoleFilter` lets through. Handlers that others
+    attached to the root logger are left alone.
 
     Args:
         config (Config): the run's config, as for RecBole's ``init_logger``.
+
+    Returns:
+        str: the path of this run's log file.
     """
+    import colorlog
+    from colorama import init as colorama_init
     from recbole.utils import logger as recbole_logger
 
+    from recbole_hetcomp.console import ConsoleFilter, ConsoleHandler, console_handler
+
     patch_for_concurrent_runs()
-    recbole_logger.init_logger(config)
+    colorama_init(autoreset=True)
+    level = _LEVELS.get(str(config["state"] or "info").lower(), logging.INFO)
+    folder = os.path.join("log", config["model"])
+    _make_dir(folder)
+    config_str = "".join(str(value) for value in config.final_config_dict.values())
+    md5 = hashlib.md5(config_str.encode(encoding="utf-8")).hexdigest()[:6]
+    path = os.path.join(folder, f"{config['model']}-{config['dataset']}-{_stamp_with_pid()}-{md5}.log")
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _RunFileHandler)]:
+        root.removeHandler(handler)
+        if handler not in _HELD_FILE_HANDLERS:
+            handler.close()
+    file_handler = _RunFileHandler(path)
+    file_handler.setLevel(level)
+    file_handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    file_handler.addFilter(recbole_logger.RemoveColorFilter())
+    root.addHandler(file_handler)
+
+    console = console_handler()
+    if console is None:
+        console = ConsoleHandler()
+        console.setFormatter(colorlog.ColoredFormatter(
+            "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M",
+            log_colors=recbole_logger.log_colors_config,
+        ))
+        console.addFilter(ConsoleFilter())
+        root.addHandler(console)
+    console.setLevel(level)
+    root.setLevel(level)
+    return path
+
+
+@contextmanager
+def nested_run_log():
+    """Around a run started inside another (a teacher inside a student's run): the inner
+    run writes its own log file; afterwards the outer run's file handler is back."""
+    root = logging.getLogger()
+    outer = [h for h in root.handlers if isinstance(h, _RunFileHandler)]
+    level = root.level
+    _HELD_FILE_HANDLERS.extend(outer)
+    try:
+        yield
+    finally:
+        for handler in outer:
+            _HELD_FILE_HANDLERS.remove(handler)
+        for handler in [h for h in root.handlers if isinstance(h, _RunFileHandler) and h not in outer]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in outer:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+        from recbole_hetcomp.console import console_handler
+
+        console = console_handler()
+        if console is not None and outer:
+            console.setLevel(outer[0].level)
 
 
 def _ddp_for_any_device(module, device_ids=None, **kwargs):
@@ -408,13 +501,55 @@ class CheckpointCompatMixin:
         self.valid_results_history = []
         self.epoch_train_times = []
         self._epoch_idx = None
+        # Checkpoint saves are reported once, when fit ends (RecBole logs every one).
+        self.checkpoint_saves = 0
+        self._best_epoch = None
+        self._progress = None
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        from recbole_hetcomp.console import EpochProgress, stage_label
+
+        label = stage_label(self.config["model"])
+        writer = self.config["single_spec"] or self.config["local_rank"] == 0
+        interval = self.config["progress_interval"]
+        self._progress = EpochProgress(label, self.epochs, self.start_epoch,
+                                       interval=30.0 if interval is None else interval, logger=self.logger) \
+            if writer and verbose else None
+        try:
+            result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        finally:
+            if self._progress is not None:
+                self._progress.close()
+            self._progress = None
+        if verbose and writer:
+            self.logger.info(self._fit_summary(label, saved))
+        return result
+
+    def _fit_summary(self, label, saved):
+        """One line per model: epochs run, best validation, where the best checkpoint is."""
+        trained = (self._epoch_idx + 1) if self._epoch_idx is not None else self.start_epoch
+        ended = "all epochs" if trained >= self.epochs else "early stop"
+        line = f"{label}: trained {trained} of {self.epochs} epochs ({ended})"
+        if self.best_valid_result is not None and self._best_epoch is not None:
+            line += f", best valid {self.valid_metric} {float(self.best_valid_score):.4f} at epoch {self._best_epoch}"
+        if saved:
+            times = "once" if self.checkpoint_saves == 1 else f"{self.checkpoint_saves} times"
+            line += f"; best checkpoint kept in {self.saved_model_file}, updated {times}"
+        return line
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._epoch_idx is not None and self._progress is not None:
+            self._progress.update(self._epoch_idx, self._progress_note())  # the previous epoch and its validation
         self._epoch_idx = epoch_idx
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_train_times.append(round(perf_counter() - start, 4))
         return loss
+
+    def _progress_note(self):
+        if self._best_epoch is None or self.best_valid_result is None:
+            return ""
+        return f"best valid {self.valid_metric} {float(self.best_valid_score):.4f} at epoch {self._best_epoch}"
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
@@ -456,8 +591,8 @@ class CheckpointCompatMixin:
                         "epoch_train_times": list(self.epoch_train_times)},
         }
         atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
-        if verbose:
-            self.logger.info(f"Saving current: {saved_model_file}")
+        self.checkpoint_saves += 1  # reported once, by fit (RecBole logs each save)
+        self._best_epoch = epoch
 
     _evaluated_users = 0
 
@@ -470,7 +605,9 @@ class CheckpointCompatMixin:
             checkpoint = load_own_checkpoint(checkpoint_file, self.device)
             self.model.load_state_dict(checkpoint["state_dict"])
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
-            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            from recbole_hetcomp.console import FILE_ONLY
+
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}", extra=FILE_ONLY)
         return super().evaluate(
             eval_data, load_best_model=False, model_file=None, show_progress=show_progress
         )
@@ -541,8 +678,9 @@ def quiet_known_warnings():
     pandas 2, a ChainedAssignmentError on pandas 3, where :func:`patch_stack` makes the call
     harmless) and, on pandas 3, that torch got a read-only NumPy array (copy-on-write marks
     DataFrame arrays read-only; RecBole drops the DataFrame once it has the tensors); every
-    trainer warns about ``torch.cuda.amp.GradScaler``: noise in each run's output that users
-    cannot act on. Only warnings raised from RecBole's own modules are filtered; called by
+    trainer warns about ``torch.cuda.amp.GradScaler``; LightGCN (and RecBole's other graph
+    models) build their adjacency with the deprecated ``torch.sparse.FloatTensor``: noise in
+    each run's output that users cannot act on. Only warnings raised from RecBole's own modules are filtered; called by
     the command-line entry point, not on import.
     """
     import warnings
@@ -551,6 +689,7 @@ def quiet_known_warnings():
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable", module=r"recbole\.")
+    warnings.filterwarnings("ignore", message=r"torch\.sparse\.SparseTensor", module=r"recbole\.")
     chained = getattr(pd.errors, "ChainedAssignmentError", None)
     if chained is not None:
         warnings.filterwarnings("ignore", category=chained, module=r"recbole\.")

@@ -17,8 +17,9 @@ from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed, set_color
 
-from recbole_hetcomp.compat import init_logger, is_distributed, with_compat
+from recbole_hetcomp.compat import init_logger, is_distributed, nested_run_log, with_compat
 from recbole_hetcomp.config import Config
+from recbole_hetcomp.console import FILE_ONLY, config_summary, in_stage, pop_stage, push_stage
 from recbole_hetcomp.data.download import fetch_dataset
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.fileio import atomic_write
@@ -199,12 +200,14 @@ def teacher_config_dict(config, overrides, name):
     return inherited
 
 
-def ensure_teacher_trajectories(config, train_dataset):
+def ensure_teacher_trajectories(config, train_dataset, config_files=None):
     """Reuse each configured teacher's trajectory file when it fits this split, else train it.
 
     Args:
         config (Config): the run's config (``teachers``, ``trajectory_dir``, ...).
         train_dataset (Dataset): this run's training split, to fingerprint.
+        config_files (list of str, optional): the run's property files (their settings
+            reach the teachers through the config; the names go into their summaries).
 
     Returns:
         list of Trajectory: one per teacher, in config order.
@@ -216,7 +219,8 @@ def ensure_teacher_trajectories(config, train_dataset):
     PROGRESS.update(trajectory_folder=os.path.join(config["trajectory_dir"], config["dataset"]),
                     teachers=len(teachers), teachers_done=[])
     for i, (name, model, overrides) in enumerate(teachers, start=1):
-        PROGRESS["stage"] = f"teacher {i}/{len(teachers)}: {name}"
+        stage = f"teacher {i} of {len(teachers)}: {name}"
+        PROGRESS["stage"] = stage
         path = trajectory_path(config["trajectory_dir"], config["dataset"], name)
         if os.path.isfile(path):
             trajectory = load_trajectory(path, fingerprint)
@@ -226,15 +230,22 @@ def ensure_teacher_trajectories(config, train_dataset):
                     f"{path} holds teacher model {recorded.get('model')}, but teacher '{name}' is {model}: "
                     f"delete the file or give the teacher another name"
                 )
-            logger.info(set_color(f"teacher {i}/{len(teachers)}: {name}", "green") + f" reused from {path}")
+            logger.info(set_color(stage, "green") + f" reused from {path}")
         else:
-            logger.info(set_color(f"teacher {i}/{len(teachers)}: {name}", "green") + " training and recording")
-            run_recbole_hetcomp(
-                model=model,
-                dataset=config["dataset"],
-                config_dict=teacher_config_dict(config, overrides, name),
-                read_command_line=False,
-            )
+            logger.info(set_color(stage, "green") + " training and recording")
+            push_stage(stage)
+            try:
+                with nested_run_log():  # the teacher's run logs into its own file
+                    result = run_recbole_hetcomp(
+                        model=model,
+                        dataset=config["dataset"],
+                        config_dict=teacher_config_dict(config, overrides, name),
+                        read_command_line=False,
+                        _config_files=config_files,
+                    )
+            finally:
+                pop_stage()
+            logger.info(set_color(stage, "green") + f" recorded; its log: {result['log_file']}")
             barrier()  # rank 0 has written the file
             trajectory = load_trajectory(path, fingerprint)
         trajectories.append(trajectory)
@@ -332,7 +343,8 @@ def format_summary(rows, topk=(10, 20, 50)):
 
 
 def run_recbole_hetcomp(
-    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, read_command_line=True
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, read_command_line=True,
+    _config_files=None,
 ):
     """Train and evaluate one model the RecBole way, with the plugin's lookup and defaults.
 
@@ -348,10 +360,13 @@ def run_recbole_hetcomp(
         config_dict (dict, optional): overrides above the files.
         saved (bool): keep the best checkpoint and reload it for the test.
         read_command_line (bool): also read ``--key=value`` from ``sys.argv``.
+        _config_files (list of str, optional): for a teacher trained inside another run, that
+            run's property files (named in the teacher's summary line).
 
     Returns:
         dict: ``model``, ``dataset``, ``best_valid_score``, ``valid_result``, ``test_result``,
-        ``parameters``, ``wall_time_s`` and the config essentials (as written to ``result_file``).
+        ``parameters``, ``wall_time_s``, ``log_file`` and the config essentials (as written
+        to ``result_file``).
     """
     start = time()
     config = Config(
@@ -371,15 +386,21 @@ def run_recbole_hetcomp(
     if config["torch_num_threads"]:
         torch.set_num_threads(int(config["torch_num_threads"]))
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    log_file = init_logger(config)
     logger = getLogger()
     for message in config.unknown_key_warnings:
         logger.warning(message)
-    logger.info(sys.argv)
-    logger.info(config)
+    # The console gets one line per model; the log file everything RecBole logs.
+    config_files = config_file_list or _config_files
+    logger.info(config_summary(config, config_files, log_file))
+    # A teacher's run does not read the command line: it names the run that trains it.
+    logger.info(("trained inside the run of: " if in_stage() else "") + str(sys.argv), extra=FILE_ONLY)
+    logger.info(config, extra=FILE_ONLY)
 
     dataset = create_dataset(config)
-    logger.info(dataset)
+    logger.info(dataset, extra=FILE_ONLY)
+    if not in_stage():  # a teacher's data is its student's
+        logger.info(f"data: {dataset.user_num - 1} users, {dataset.item_num - 1} items, {dataset.inter_num} interactions")
     metric = str(config["valid_metric"]).lower()
     reported = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]}
     if "@" in metric and metric not in reported:
@@ -400,7 +421,7 @@ def run_recbole_hetcomp(
         check_trajectory_settings(config)
     trajectories, weak = None, None
     if getattr(model_class, "uses_teachers", False):
-        trajectories = ensure_teacher_trajectories(config, train_dataset)
+        trajectories = ensure_teacher_trajectories(config, train_dataset, config_files)
         _, weak = guard_teachers(trajectories, config, logger)  # one line per weak teacher, before the student trains
         logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
 
@@ -409,7 +430,7 @@ def run_recbole_hetcomp(
     init_seed(student_seed + config["local_rank"], config["reproducibility"])
     train_data.generator.manual_seed(student_seed)
     model = model_class(config, train_dataset).to(config["device"])
-    logger.info(model)
+    logger.info(model, extra=FILE_ONLY)
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
     recorder = None
     if config["record_trajectory"]:
@@ -493,6 +514,7 @@ def run_recbole_hetcomp(
         "epoch_train_times_s": trainer.epoch_train_times,
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time() - start, 3),
+        "log_file": log_file,
         "config": config_essentials(config),
     }
     if rows is not None:

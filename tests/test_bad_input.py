@@ -128,5 +128,5 @@ def test_ctrl_c_stops_with_one_line_saying_what_was_kept(tiny, workdir):
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
     assert len(lines) == 1, stderr[-2000:]
-    assert "interrupted (teacher 2/2: SlowBPR): 1 of 2 teacher trajectories kept in" in lines[0]
+    assert "interrupted (teacher 2 of 2: SlowBPR): 1 of 2 teacher trajectories kept in" in lines[0]
     assert "(BPR); run the same command again to resume" in lines[0]
