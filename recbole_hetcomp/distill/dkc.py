@@ -195,7 +195,7 @@ class CurriculumState:
         return self.fraction_at_last(user_mask) >= fraction
 
     def mean_checkpoint(self, user_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Float ``[M]``: each teacher's checkpoint index averaged over users.
+        """Float64 ``[M]``: each teacher's checkpoint index averaged over users.
 
         Args:
             user_mask: optional bool ``[U]`` of users to average over (e.g. to
@@ -203,8 +203,9 @@ class CurriculumState:
         """
         checkpoint = self.checkpoint if user_mask is None else self.checkpoint[:, user_mask]
         if checkpoint.shape[1] == 0:
-            return self.last[:, 0].float()
-        return checkpoint.float().mean(dim=1)
+            return self.last[:, 0].double()
+        # float64, so the rounding in converged() sees the mean a Python/numpy mean would
+        return checkpoint.double().mean(dim=1)
 
     def converged(self, user_mask: Optional[torch.Tensor] = None) -> bool:
         """The reference's end of DKC: for every teacher, the mean checkpoint index
@@ -213,8 +214,7 @@ class CurriculumState:
         So the curriculum ends when about 99.5% of the users (not every pair) have
         reached the final knowledge; the stragglers keep their current targets.
         """
-        means = self.mean_checkpoint(user_mask)
-        rounded = torch.round(means.double() * 100) / 100
+        rounded = torch.round(self.mean_checkpoint(user_mask) * 100) / 100
         return bool((rounded >= self.last[:, 0].double()).all())
 
     def state_dict(self) -> dict:
