@@ -382,6 +382,8 @@ def run_recbole_hetcomp(
         parse_teachers(config["teachers"])
     if hasattr(config.model_class, "check_settings"):
         config.model_class.check_settings(config, None)  # the catalogue-size checks follow once data is loaded
+    if config["record_trajectory"] or getattr(config.model_class, "uses_teachers", False):
+        check_trajectory_settings(config)
     check_dataset_files(config)
     if config["torch_num_threads"]:
         torch.set_num_threads(int(config["torch_num_threads"]))
@@ -413,12 +415,8 @@ def run_recbole_hetcomp(
     train_dataset = train_data._dataset
 
     model_class = config.model_class  # resolved by Config (plugin first, then RecBole)
-    if getattr(model_class, "uses_teachers", False):
-        parse_teachers(config["teachers"])
     if hasattr(model_class, "check_settings"):
-        model_class.check_settings(config, dataset.item_num)
-    if config["record_trajectory"] or getattr(model_class, "uses_teachers", False):
-        check_trajectory_settings(config)
+        model_class.check_settings(config, dataset.item_num)  # now with the catalogue's size
     trajectories, weak = None, None
     if getattr(model_class, "uses_teachers", False):
         trajectories = ensure_teacher_trajectories(config, train_dataset, config_files)
