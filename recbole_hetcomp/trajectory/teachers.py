@@ -88,3 +88,30 @@ def teacher_weights(config, trajectories):
         if len(weights) == len(names) and len(trajectories) < len(names):
             return [w for name, w in zip(names, weights) if name in taking_part]
     return weights
+
+
+def student_weights(config, trajectories):
+    """``ensemble_weights`` for a student's targets (HetComp, RRD, CL-DRD), checked.
+
+    Returns:
+        list of float or None: one weight per teacher taking part; None for equal weights.
+
+    Raises:
+        ConfigError: ``validation`` (a RankEnsemble option), a list of the wrong length, or
+            weights that are negative or all 0.
+    """
+    weights = teacher_weights(config, trajectories)
+    if weights is None:
+        return None
+    if weights == "validation":
+        raise ConfigError(
+            "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
+            "--ensemble_weights=validation and give the weights it logs as a list here"
+        )
+    rule = "ensemble_weights must be one weight >= 0 per teacher, at least one > 0"
+    if not isinstance(weights, (list, tuple)) or len(weights) != len(trajectories):
+        count = len(weights) if isinstance(weights, (list, tuple)) else 1
+        raise ConfigError(f"ensemble_weights has {count} values for {len(trajectories)} teachers; {rule}")
+    if min(weights) < 0 or max(weights) <= 0:
+        raise ConfigError(f"{rule}, got {weights!r}")
+    return [float(w) for w in weights]

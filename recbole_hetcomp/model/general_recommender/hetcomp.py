@@ -23,7 +23,7 @@ from recbole_hetcomp.distill.dkc import CurriculumState, build_targets
 from recbole_hetcomp.distill.ranking import topk_unobserved
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.student import DistillationStudent
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, teacher_weights
+from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, student_weights
 
 STAGE_OVERALL, STAGE_DETAILED = 0, 1
 
@@ -98,18 +98,7 @@ class HetComp(DistillationStudent):
         # int32 as stored (half of an int64 copy: 64 MB less on ml-1m); the DKC and target
         # code widens only the slices it indexes with.
         self.register_buffer("trajectories", torch.from_numpy(topn), persistent=False)
-        weights = teacher_weights(config, trajectories)
-        if weights == "validation":
-            raise ConfigError(
-                "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
-                "--ensemble_weights=validation and give the weights it logs as a list here"
-            )
-        if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != len(trajectories)
-                                    or min(weights) < 0 or max(weights) <= 0):
-            raise ConfigError(
-                f"ensemble_weights must be one weight >= 0 per teacher ({len(trajectories)}, at least one > 0), "
-                f"got {weights!r}"
-            )
+        weights = student_weights(config, trajectories)
         # The teachers' weights in every ensemble the student learns from (T_u and O_u).
         self.register_buffer(
             "teacher_weights",

@@ -55,7 +55,7 @@ from recbole_hetcomp.distill.dkc import build_targets
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.general_recommender.hetcomp import stack_trajectories
 from recbole_hetcomp.model.student import DistillationStudent
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, teacher_weights
+from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, student_weights
 
 __all__ = ["FinalEnsembleStudent", "RRD", "rrd_loss", "sample_uninteresting"]
 
@@ -146,16 +146,7 @@ class FinalEnsembleStudent(DistillationStudent):
 
         trajectories = load_teacher_trajectories(config, dataset)
         self.teacher_names = [t.teacher for t in trajectories]
-        weights = teacher_weights(config, trajectories)
-        if weights == "validation":
-            raise ConfigError(
-                "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
-                "--ensemble_weights=validation and give the weights it logs as a list here"
-            )
-        if weights is not None and len(weights) != len(trajectories):
-            raise ConfigError(
-                f"ensemble_weights has {len(weights)} values for {len(trajectories)} teachers: give one per teacher"
-            )
+        weights = student_weights(config, trajectories)
         final_lists, _, _ = stack_trajectories(trajectories, "final")  # [M, 1, U, N]
         if final_lists.shape[-1] < length:
             raise ConfigError(
