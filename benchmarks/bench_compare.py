@@ -87,7 +87,7 @@ def run_row(name, model, dataset, files, config, work, threads):
     start = time.time()
     try:
         result = run_recbole_hetcomp(model=model, dataset=dataset, config_file_list=files,
-                                     config_dict=dict(config, result_file=path + ".part"), read_command_line=False)
+                                     config_dict=dict(config, result_file=path + ".part"))
         result.update(
             row_name=name,
             row_overrides=config,
@@ -348,8 +348,7 @@ def time_inference_back_to_back(results, dataset, files, base, threads, work):
     quiet_known_warnings()
     if threads:
         torch.set_num_threads(threads)
-    config = Config(model="RankEnsemble", dataset=dataset, config_file_list=files, config_dict=base,
-                    read_command_line=False)
+    config = Config(model="RankEnsemble", dataset=dataset, config_file_list=files, config_dict=base)
     init_seed(config["seed"], config["reproducibility"])  # the split is random: same seed, same split as the rows
     init_logger(config)
     train_data, _, _ = data_preparation(config, create_dataset(config))
@@ -402,7 +401,7 @@ def time_epochs_back_to_back(results, names, dataset, files, threads):
     for name in names:
         overrides = dict(results[name].get("row_overrides") or {}, state="WARNING", epochs=1)
         config = Config(model=results[name]["model"], dataset=dataset, config_file_list=files,
-                        config_dict=overrides, read_command_line=False)
+                        config_dict=overrides)
         init_seed(config["seed"], config["reproducibility"])
         if shared is None:
             shared = create_dataset(config)  # the same interactions for every student
@@ -419,7 +418,7 @@ def time_epochs_back_to_back(results, names, dataset, files, threads):
 
 def _trajectory_files(config):
     from recbole_hetcomp.trajectory.store import trajectory_path
-    from recbole_hetcomp.trajectory.teachers import parse_teachers
+    from recbole_hetcomp.trajectory.teacherset import parse_teachers
 
     return [trajectory_path(config["trajectory_dir"], config["dataset"], name)
             for name, _, _ in parse_teachers(config["teachers"])]

@@ -34,7 +34,7 @@ sys.path.insert(0, REPO)
 def synthetic_teachers(config, train_dataset, folder, n_checkpoints, top_n, n_observed, seed=0):
     """Write one random trajectory file per configured teacher, fingerprinted for this split."""
     from recbole_hetcomp.trajectory.store import Trajectory, dataset_fingerprint, save_trajectory, trajectory_path
-    from recbole_hetcomp.trajectory.teachers import parse_teachers
+    from recbole_hetcomp.trajectory.teacherset import parse_teachers
 
     rng = np.random.default_rng(seed)
     n_users, n_items = train_dataset.user_num, train_dataset.item_num
@@ -82,8 +82,7 @@ def main(argv=None):
     os.chdir(work)  # RecBole's log/ and saved/
     overrides.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     files = [f if os.path.isabs(f) else os.path.join(REPO, f) for f in args.config_files]
-    config = Config(model="HetComp", dataset=args.dataset, config_file_list=files, config_dict=overrides,
-                    read_command_line=False)
+    config = Config(model="HetComp", dataset=args.dataset, config_file_list=files, config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     start = time.perf_counter()
     train, valid, _ = data_preparation(config, create_dataset(config))

@@ -38,9 +38,10 @@ def main():
 
     from recbole_hetcomp.compat import quiet_known_warnings
     from recbole_hetcomp.config import Config
-    from recbole_hetcomp.quick_start import run_recbole_hetcomp, teacher_config_dict
+    from recbole_hetcomp.quick_start import run_recbole_hetcomp
+    from recbole_hetcomp.trajectory.record import teacher_config_dict
     from recbole_hetcomp.trajectory.store import trajectory_path
-    from recbole_hetcomp.trajectory.teachers import parse_teachers
+    from recbole_hetcomp.trajectory.teacherset import parse_teachers
 
     quiet_known_warnings()
     torch.set_num_threads(args.threads)
@@ -51,8 +52,7 @@ def main():
     os.chdir(work)  # RecBole writes log/ and saved/ into the working directory
     base = {"data_path": data_path, "show_progress": False, "state": "WARNING",
             "trajectory_dir": os.path.join(work, "trajectories"), "torch_num_threads": args.threads}
-    probe = Config(model="RankEnsemble", dataset=args.dataset, config_file_list=files, config_dict=base,
-                   read_command_line=False)
+    probe = Config(model="RankEnsemble", dataset=args.dataset, config_file_list=files, config_dict=base)
     teachers = parse_teachers(probe["teachers"])
     if args.teachers:
         wanted = set(args.teachers.split(","))
@@ -65,8 +65,7 @@ def main():
         plain = dict(settings, record_trajectory=False)
         timings = {}
         for label, cfg in (("plain", plain), ("recording", settings)):
-            result = run_recbole_hetcomp(model=model, dataset=args.dataset, config_file_list=files, config_dict=cfg,
-                                         read_command_line=False)
+            result = run_recbole_hetcomp(model=model, dataset=args.dataset, config_file_list=files, config_dict=cfg)
             timings[label] = result
         path = trajectory_path(base["trajectory_dir"], args.dataset, name)
         rows.append({
@@ -81,7 +80,7 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     ensemble = run_recbole_hetcomp(
         model="RankEnsemble", dataset=args.dataset, config_file_list=files,
-        config_dict=dict(base, teachers=[{"model": m, "name": n, **o} for n, m, o in teachers]), read_command_line=False,
+        config_dict=dict(base, teachers=[{"model": m, "name": n, **o} for n, m, o in teachers]),
     )
     ens_row = ensemble["rows"][-1]
     total = time.time() - start

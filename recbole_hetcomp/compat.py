@@ -41,25 +41,21 @@ applies the library patches; our ``Config`` calls it where RecBole applies its o
   checkpoints RecBole itself writes (pickled ``Config`` inside, protocol 4), so every
   ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` fails with
   "Unsupported operand 149". Upstream: RecBole issue #2212 and PR #2219 (open) report
-  the same default change for NeuMF's pretrain loading. Fix: :class:`CheckpointCompatMixin` loads the trainer's *own*
-  checkpoint file with ``weights_only=False`` and hands RecBole an already-loaded model.
-  The relaxed loader is never used on a file this program did not write, and never
-  switched on process-wide.
-* RecBole's checkpoints hold no random-number state and not the best validation result,
-  and are written in place: a resumed run diverges from an uninterrupted one, and a kill
-  during ``torch.save`` leaves a corrupt best checkpoint. The same mixin writes checkpoints
-  atomically with the RNG states and the best validation result, and restores them on
-  resume, so a resumed run ends with the same numbers as an uninterrupted one. Trainers
-  add their own state through ``_extra_checkpoint_state`` / ``_load_extra_checkpoint_state``.
+  the same default change for NeuMF's pretrain loading. Fix: :func:`load_own_checkpoint`
+  loads a checkpoint file this program wrote with ``weights_only=False``; the plugin's
+  trainers (:mod:`recbole_hetcomp.trainer.base`) load through it and hand RecBole an
+  already-loaded model. The relaxed loader is never used on a file this program did not
+  write, and never switched on process-wide.
 * Distributed training (RecBole's ``nproc``) hard-codes NCCL and CUDA devices and passes
   ``device_ids`` to DDP, so it cannot run on a machine without GPUs; each rank names its
   best checkpoint after its own clock, so ranks > 0 look for a file nobody wrote; and
   ``_map_reduce`` weights each rank's metrics by its number of *batches* (``len`` of the
   4-tuple each batch is), not of users. Upstream: no issue found for the CPU and file-name
   problems; PR #1872 (closed) discussed how RecBole combines metrics across ranks.
-  :func:`init_distributed_device` (used by our Config), :func:`_ddp_for_any_device`
-  and the mixin fix these: gloo on CPU (NCCL on GPUs unchanged), rank 0's file name
-  broadcast to all ranks, metrics weighted by evaluated users. RecBole's ``ensure_dir``
+  :func:`init_distributed_device` (used by our Config) and :func:`patch_recbole_ddp` fix
+  the first (gloo on CPU, NCCL on GPUs unchanged); the plugin's trainers
+  (:mod:`recbole_hetcomp.trainer.base`) broadcast rank 0's file name to all ranks and
+  weight metrics by evaluated users. RecBole's ``ensure_dir``
   (exists-then-create) races between ranks starting together (``FileExistsError: ./log``):
   see the next point.
 * Runs started side by side in one working folder (``bench_compare.py --jobs``, several
@@ -82,22 +78,17 @@ applies the library patches; our ``Config`` calls it where RecBole applies its o
   checkpoint save: about 5,200 lines for the main job). Upstream: no RecBole issue found.
   :func:`init_logger` attaches each run's own file handler (a teacher's run detaches its
   student's, :func:`nested_run_log` puts it back) and one console handler per process
-  that shows what :mod:`recbole_hetcomp.console` keeps; :class:`CheckpointCompatMixin` logs
-  checkpoint saves once per model and reports the training's progress.
+  that shows what :mod:`recbole_hetcomp.console` keeps.
 """
 
 import hashlib
 import logging
 import os
-import random
 import re
 from contextlib import contextmanager
-from time import perf_counter
 
 import numpy as np
 import torch
-
-from recbole_hetcomp.fileio import atomic_write
 
 
 def _version(module):
@@ -466,209 +457,11 @@ def _ddp_for_any_device(module, device_ids=None, **kwargs):
     return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids, **kwargs)
 
 
-def _patch_recbole_ddp():
+def patch_recbole_ddp():
     # RecBole's AbstractTrainer builds DDP with device_ids=[local_rank] even for CPU modules.
     import recbole.trainer.trainer as recbole_trainer
 
     recbole_trainer.DistributedDataParallel = _ddp_for_any_device
-
-
-class CheckpointCompatMixin:
-    """Put in front of any RecBole trainer class (see :func:`with_compat`).
-
-    Loads the trainer's own checkpoints on torch >= 2.6 (RecBole #2212), writes checkpoints
-    atomically with what an exact resume needs, gives each run its own checkpoint name
-    (shared by all ranks of a distributed run) and weights distributed metrics by users
-    (see PR #1872). See the module docstring.
-    """
-
-    _last_valid_result = None
-
-    def __init__(self, config, model):
-        if not config["single_spec"]:
-            _patch_recbole_ddp()
-        patch_for_concurrent_runs()
-        super().__init__(config, model)
-        # RecBole names the file after the second it was created in: two runs of one model
-        # started in the same second (teachers inside a pipeline, parallel jobs) would share it.
-        self.saved_model_file = unique_checkpoint_name(self.saved_model_file)
-        if is_distributed():
-            names = [self.saved_model_file]
-            torch.distributed.broadcast_object_list(names, src=0)
-            self.saved_model_file = names[0]
-        # For result files, curves and per-epoch cost: [epoch, valid score] and seconds per epoch.
-        self.valid_history = []
-        self.valid_results_history = []
-        self.epoch_train_times = []
-        self._epoch_idx = None
-        # Checkpoint saves are reported once, when fit ends (RecBole logs every one).
-        self.checkpoint_saves = 0
-        self._best_epoch = None
-        self._progress = None
-
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        from recbole_hetcomp.console import EpochProgress, stage_label
-
-        label = stage_label(self.config["model"])
-        writer = self.config["single_spec"] or self.config["local_rank"] == 0
-        interval = self.config["progress_interval"]
-        self._progress = EpochProgress(label, self.epochs, self.start_epoch,
-                                       interval=30.0 if interval is None else interval, logger=self.logger) \
-            if writer and verbose else None
-        try:
-            result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        finally:
-            if self._progress is not None:
-                self._progress.close()
-            self._progress = None
-        if verbose and writer:
-            self.logger.info(self._fit_summary(label, saved))
-        return result
-
-    def _fit_summary(self, label, saved):
-        """One line per model: epochs run, best validation, where the best checkpoint is."""
-        trained = (self._epoch_idx + 1) if self._epoch_idx is not None else self.start_epoch
-        ended = "all epochs" if trained >= self.epochs else "early stop"
-        line = f"{label}: trained {trained} of {self.epochs} epochs ({ended})"
-        if self.best_valid_result is not None and self._best_epoch is not None:
-            line += f", best valid {self.valid_metric} {float(self.best_valid_score):.4f} at epoch {self._best_epoch}"
-        if saved:
-            times = "once" if self.checkpoint_saves == 1 else f"{self.checkpoint_saves} times"
-            line += f"; best checkpoint kept in {self.saved_model_file}, updated {times}"
-        return line
-
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if self._epoch_idx is not None and self._progress is not None:
-            self._progress.update(self._epoch_idx, self._progress_note())  # the previous epoch and its validation
-        self._epoch_idx = epoch_idx
-        start = perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-        self.epoch_train_times.append(round(perf_counter() - start, 4))
-        return loss
-
-    def _progress_note(self):
-        if self._best_epoch is None or self.best_valid_result is None:
-            return ""
-        return f"best valid {self.valid_metric} {float(self.best_valid_score):.4f} at epoch {self._best_epoch}"
-
-    def _full_sort_batch_eval(self, batched_data):
-        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
-        self._evaluated_users += len(interaction)
-        return interaction, scores, positive_u, positive_i
-
-    def _map_reduce(self, result, num_sample):
-        return super()._map_reduce(result, self._evaluated_users or num_sample)
-
-    def _valid_epoch(self, valid_data, show_progress=False):
-        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
-        # RecBole saves the checkpoint before it records this result as the best one.
-        self._last_valid_result = valid_result
-        self.valid_history.append([self._epoch_idx, float(valid_score)])
-        # Every metric, not only valid_metric: curves of other metrics (e.g. NDCG@20 of a run
-        # selected on Recall@50) need no second evaluation.
-        self.valid_results_history.append(dict({"epoch": self._epoch_idx}, **{k: float(v) for k, v in valid_result.items()}))
-        return valid_score, valid_result
-
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        # RecBole's fields, plus what an exact resume needs; written atomically.
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
-            "config": self.config,
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": self.best_valid_score,
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
-            "best_valid_result": self._last_valid_result,
-            "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-            # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
-            "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
-            "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
-                        "epoch_train_times": list(self.epoch_train_times)},
-        }
-        atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
-        self.checkpoint_saves += 1  # reported once, by fit (RecBole logs each save)
-        self._best_epoch = epoch
-
-    _evaluated_users = 0
-
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        self._evaluated_users = 0
-        if load_best_model and eval_data:
-            if is_distributed():
-                torch.distributed.barrier()  # rank 0 has finished writing the file
-            checkpoint_file = model_file or self.saved_model_file
-            checkpoint = load_own_checkpoint(checkpoint_file, self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
-            from recbole_hetcomp.console import FILE_ONLY
-
-            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}", extra=FILE_ONLY)
-        return super().evaluate(
-            eval_data, load_best_model=False, model_file=None, show_progress=show_progress
-        )
-
-    def resume_checkpoint(self, resume_file):
-        # Same state as RecBole's resume_checkpoint restores; only the loading differs.
-        resume_file = str(resume_file)
-        checkpoint = load_own_checkpoint(resume_file, self.device)
-        self.saved_model_file = resume_file
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-            self.logger.warning(
-                f"checkpoint {resume_file} was written by model {checkpoint['config']['model']}, "
-                f"not {self.config['model']}: loading its parameters may fail"
-            )
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if checkpoint.get("best_valid_result") is not None:
-            self.best_valid_result = checkpoint["best_valid_result"]
-        rng = checkpoint.get("rng_state")
-        if rng is not None:
-            # The checkpoint is loaded onto the run's device; RNG states are CPU byte tensors.
-            torch.set_rng_state(rng["torch"].cpu())
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
-        history = checkpoint.get("history") or {}
-        self.valid_history = list(history.get("valid", []))
-        self.valid_results_history = list(history.get("valid_results", []))
-        self.epoch_train_times = list(history.get("epoch_train_times", []))
-        if hasattr(self, "_load_extra_checkpoint_state"):
-            self._load_extra_checkpoint_state(checkpoint.get("trainer_state") or {})
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
-        return checkpoint
-
-
-_COMPAT_CLASSES = {}
-
-
-def with_compat(trainer_class):
-    """Return ``trainer_class`` with :class:`CheckpointCompatMixin` in front (cached).
-
-    Args:
-        trainer_class (type): any RecBole trainer class.
-
-    Returns:
-        type: a subclass with the same name, suitable wherever RecBole expects the original.
-    """
-    if issubclass(trainer_class, CheckpointCompatMixin):
-        return trainer_class
-    if trainer_class not in _COMPAT_CLASSES:
-        _COMPAT_CLASSES[trainer_class] = type(
-            trainer_class.__name__,
-            (CheckpointCompatMixin, trainer_class),
-            {"__module__": trainer_class.__module__, "__doc__": trainer_class.__doc__},
-        )
-    return _COMPAT_CLASSES[trainer_class]
 
 
 def quiet_known_warnings():

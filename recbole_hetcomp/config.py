@@ -7,7 +7,8 @@ working directory names a shipped protocol (``hetcomp-paper.yaml``).
 Layers, lowest priority first (RecBole's order, with ours interleaved):
 RecBole ``overall.yaml`` < our ``properties/overall.yaml`` < RecBole's model YAML <
 our ``properties/model/<Model>.yaml`` < dataset YAMLs (RecBole's, then ours) <
-``--config_files`` < ``config_dict`` < ``--key=value`` on the command line.
+``--config_files`` < ``config_dict`` < ``command_line`` (the ``--key=value`` settings the
+command line gave, parsed by :mod:`recbole_hetcomp.cli`; never read from ``sys.argv`` here).
 Our overall file only changes RecBole defaults that no RecBole model or dataset file sets
 (e.g. CPU-friendly evaluation batches), so a model's own defaults still win over it.
 """
@@ -38,22 +39,24 @@ class Config(RecBoleConfig):
         dataset (str, optional): dataset name.
         config_file_list (list of str, optional): YAML files, later ones win.
         config_dict (dict, optional): overrides above the files.
-        read_command_line (bool): read ``--key=value`` from ``sys.argv`` (RecBole's behaviour).
+        command_line (dict, optional): ``--key=value`` settings of the command line, values
+            as typed (strings, converted as RecBole converts its command line); above
+            ``config_dict``, and an unknown key is an error (see ``check_keys``).
 
     Raises:
         ConfigError: unknown model, missing or malformed YAML, missing dataset name.
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, read_command_line=True):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=None):
         self.unknown_key_warnings = []
-        # Teachers trained inside a student's run must not pick up the student's
-        # --model/--epochs from sys.argv (RecBole's Config always reads it).
-        self.read_command_line = read_command_line
+        # RecBole's Config reads sys.argv itself: a teacher trained inside a student's run,
+        # or any run started from Python, would pick up the process's --model/--epochs.
+        self.command_line = dict(command_line or {})
         super().__init__(model, dataset, config_file_list, config_dict)
         self._check_command_line_keys()
 
     def _load_cmd_line(self):
-        return super()._load_cmd_line() if self.read_command_line else {}
+        return self._convert_config_dict(dict(self.command_line))
 
     # --- external input -------------------------------------------------------------
     def _read_yaml(self, path, what):

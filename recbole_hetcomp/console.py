@@ -70,6 +70,20 @@ class ConsoleHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+# Where a run stands, for the one line printed when it is interrupted (Ctrl-C).
+PROGRESS = {}
+
+
+def interrupted_message():
+    """One line: what an interrupted run kept, and how to resume it."""
+    folder, done, total = PROGRESS.get("trajectory_folder"), PROGRESS.get("teachers_done", []), PROGRESS.get("teachers")
+    stage = PROGRESS.get("stage", "starting")
+    if not folder:
+        return f"interrupted ({stage}); nothing was kept"
+    kept = f"{len(done)} of {total} teacher trajectories kept in {folder}" + (f" ({', '.join(done)})" if done else "")
+    return f"interrupted ({stage}): {kept}; run the same command again to resume (recorded teachers are reused, the student starts over)"
+
+
 def console_handler():
     """The console handler of this process's root logger, or None."""
     return next((h for h in logging.getLogger().handlers if isinstance(h, ConsoleHandler)), None)

@@ -26,3 +26,14 @@ def atomic_write(path, write, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json_atomic(path, payload):
+    """Write ``payload`` as indented JSON, atomically (see :func:`atomic_write`)."""
+    import json
+
+    def dump(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, default=str)
+
+    atomic_write(path, dump, suffix=".json")

@@ -13,7 +13,7 @@ import os
 import recbole.model
 from recbole.utils import get_trainer as recbole_get_trainer
 
-from recbole_hetcomp.compat import with_compat
+from recbole_hetcomp.trainer.base import plugin_trainer
 from recbole_hetcomp.errors import ConfigError
 
 PLUGIN_MODEL_PACKAGE = "recbole_hetcomp.model.general_recommender"
@@ -117,7 +117,7 @@ def _display_names():
 
 def get_trainer(model_type, model_name):
     """Return the trainer class for a model: ``recbole_hetcomp.trainer.<Name>Trainer`` first,
-    then RecBole's choice; either way with the checkpoint-loading fix of :mod:`compat`.
+    then RecBole's choice; either way with the plugin's base trainer behaviour (:mod:`recbole_hetcomp.trainer.base`).
 
     Args:
         model_type (ModelType): ``config["MODEL_TYPE"]``.
@@ -130,4 +130,19 @@ def get_trainer(model_type, model_name):
     trainer_class = getattr(plugin_trainers, model_name + "Trainer", None)
     if trainer_class is None:
         trainer_class = recbole_get_trainer(model_type, model_name)
-    return with_compat(trainer_class)
+    return plugin_trainer(trainer_class)
+
+
+def is_writer(config):
+    """Only rank 0 of a distributed run writes files (trajectories, results)."""
+    return config["single_spec"] or config["local_rank"] == 0
+
+
+def barrier():
+    """Wait for every rank of a distributed run (a no-op in a single process)."""
+    from recbole_hetcomp.compat import is_distributed
+
+    if is_distributed():
+        import torch
+
+        torch.distributed.barrier()

@@ -22,7 +22,7 @@ def workdir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def run_script(workdir, monkeypatch):
+def run_script(workdir):
     """Run ``run_recbole_hetcomp.py ARGS`` in this process; return (exit code, result JSON or None)."""
     sys.path.insert(0, REPO)
     import run_recbole_hetcomp
@@ -31,9 +31,7 @@ def run_script(workdir, monkeypatch):
         result_file = workdir / "result.json"
         if result_file.exists():
             result_file.unlink()
-        argv = ["run_recbole_hetcomp.py", *QUICK, f"--result_file={result_file}", *args]
-        monkeypatch.setattr(sys, "argv", argv)
-        code = run_recbole_hetcomp.main(argv[1:])
+        code = run_recbole_hetcomp.main([*QUICK, f"--result_file={result_file}", *args])
         payload = json.loads(result_file.read_text()) if result_file.exists() else None
         return code, payload
 
@@ -119,3 +117,34 @@ def write_sparse_dataset(folder, name="sparse", n_users=300, n_items=3000, per_u
     path.mkdir(parents=True, exist_ok=True)
     (path / f"{name}.inter").write_text("user_id:token\titem_id:token\n" + "\n".join(rows) + "\n")
     return str(folder)
+
+
+def one_line_error(proc):
+    """The single stderr line of a command that failed with a user error (exit 2, no traceback)."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]
+
+
+def split_and_model(config_dict, model="BPR", build=True):
+    """Config and RecBole splits of ``config_dict['dataset']``, as a run builds them; with
+    ``build``, also a fresh ``model`` and its trainer (a student needs its teachers recorded).
+
+    Returns:
+        tuple: ``(config, (train, valid, test))``, plus ``model, trainer`` when ``build``.
+    """
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hetcomp.config import Config
+    from recbole_hetcomp.utils import get_model, get_trainer
+
+    config = Config(model=model, dataset=config_dict["dataset"], config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    splits = data_preparation(config, create_dataset(config))
+    if not build:
+        return config, splits
+    net = get_model(model)(config, splits[0].dataset).to(config["device"])  # as the pipeline: on a GPU if one is visible
+    return config, splits, net, get_trainer(config["MODEL_TYPE"], model)(config, net)

@@ -6,24 +6,16 @@ import pytest
 
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
-from recbole_hetcomp.trajectory.store import trajectory_path
+from recbole_hetcomp.trajectory.store import TrajectoryError, trajectory_path
 
-from conftest import write_tiny_dataset
+from conftest import one_line_error, write_tiny_dataset
 
 
 def run(tiny, model="HetComp", **overrides):
     config = dict(tiny, teachers=["BPR", "EASE"], teacher_defaults={"epochs": 3}, epochs=2, hetcomp_k=20,
                   discrepancy_depth=10, detailed_long=10, detailed_short=5)
     config.update(overrides)
-    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config, read_command_line=False)
-
-
-def one_line_error(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1, proc.stderr[-2000:]
-    return lines[0]
+    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config)
 
 
 def test_cli_unknown_teacher_lists_close_names(run_cli, tiny):
@@ -76,9 +68,9 @@ def test_failed_run_keeps_existing_good_trajectory(tiny):
     run(tiny, model="RankEnsemble")
     path = trajectory_path(tiny["trajectory_dir"], "tiny", "BPR")
     before = open(path, "rb").read()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="hetcomp_k must be a positive integer"):
         run(tiny, hetcomp_k=0)
-    with pytest.raises(Exception):
+    with pytest.raises(TrajectoryError, match="was recorded on another dataset split"):
         run(tiny, seed=5)  # another split: refused, not overwritten
     assert open(path, "rb").read() == before
 
@@ -92,7 +84,7 @@ def test_single_user_and_single_item_datasets(tiny, tmp_path):
         "user_id:token\titem_id:token\n" + "".join(f"u{u}\ti1\n" for u in range(1, 30)))
     for name, message in (("one_user", "interacted with every item"), ("one_item", "has 1 item")):
         with pytest.raises(ConfigError, match=message):
-            run_recbole_hetcomp(model="HetComp", dataset=name, read_command_line=False,
+            run_recbole_hetcomp(model="HetComp", dataset=name,
                                 config_dict=dict(tiny, data_path=str(tmp_path), topk=[5], valid_metric="NDCG@5"))
 
 

@@ -12,7 +12,7 @@ STUDENT = {"epochs": 6, "eval_step": 2, "dkc_start": 2, "dkc_period": 2, "hetcom
 
 
 def test_pipeline_console_is_short_and_each_model_has_its_own_log_file(tiny, workdir, capsys):
-    result = run_recbole_hetcomp(model="HetComp", dataset="tiny", read_command_line=False,
+    result = run_recbole_hetcomp(model="HetComp", dataset="tiny",
                                  config_dict=dict(tiny, state="INFO", **TEACHERS, **STUDENT))
     console = capsys.readouterr().err
     lines = console.splitlines()

@@ -154,7 +154,7 @@ def test_stable_topk_breaks_ties_by_lower_index():
         for u in range(40):
             row = scores[u].tolist()
             assert ids[u].tolist() == sorted(range(11), key=lambda i: (-row[i], i))[:k]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not contain NaN"):
         stable_topk(torch.tensor([[1.0, float("nan"), 0.0]]), 2)
 
 
@@ -343,7 +343,7 @@ def test_curriculum_state_roundtrip_and_one_shot_teacher():
     assert torch.equal(torch.isnan(restored.d_ref), torch.isnan(state.d_ref))
     assert restored.d_ref[0, 1].item() == 0.25
     assert (restored.n_calls, restored.switched) == (7, True)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="curriculum shape mismatch"):
         CurriculumState.start([4, 1], n_users=5).load_state_dict(saved)
 
 

@@ -16,7 +16,7 @@ import pytest
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.data.download import fetch_dataset
 from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.quick_start import check_dataset_files
+from recbole_hetcomp.checks import check_dataset_files
 
 N_USERS, N_ITEMS, PER_USER = 40, 80, 12
 
@@ -105,7 +105,7 @@ def refused_url():
 
 def ml1m_config(data_path, url, checksum, **more):
     return Config(
-        model="BPR", dataset="ml-1m", read_command_line=False,
+        model="BPR", dataset="ml-1m",
         config_dict={"data_path": str(data_path), "dataset_downloads": {"ml-1m": {"url": url, "md5": checksum}}, **more},
     )
 
@@ -242,7 +242,7 @@ def test_converted_files_load_with_recbole(server, archive_bytes, tmp_path):
 
 
 def test_default_source_is_grouplens_ml1m_and_ml100k_is_bundled():
-    config = Config(model="BPR", dataset="ml-100k", read_command_line=False)
+    config = Config(model="BPR", dataset="ml-100k")
     assert config["download"] is True
     assert config["dataset_downloads"] == {
         "ml-1m": {

@@ -5,6 +5,8 @@ import pytest
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.utils import get_model, get_trainer
 
+from conftest import one_line_error
+
 
 @pytest.mark.parametrize("model", ["BPR", "LightGCN", "NeuMF", "MultiVAE", "EASE", "RecVAE"])
 def test_each_model_trains_one_epoch_and_reaches_a_test_result(run_script, model):
@@ -55,48 +57,40 @@ def test_unknown_model_names_the_closest_ones():
         get_model("bpr")
 
 
-def _one_line_error(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 def test_cli_unknown_model(run_cli):
-    line = _one_line_error(run_cli("--model=LightGNC"))
+    line = one_line_error(run_cli("--model=LightGNC"))
     assert line.startswith("error: unknown model 'LightGNC'") and "LightGCN" in line
 
 
 def test_cli_missing_dataset(run_cli, tmp_path):
-    line = _one_line_error(run_cli("--model=BPR", "--dataset=nosuch", f"--data_path={tmp_path}"))
+    line = one_line_error(run_cli("--model=BPR", "--dataset=nosuch", f"--data_path={tmp_path}"))
     assert "dataset 'nosuch' not found" in line and "--data_path" in line
 
 
 def test_cli_malformed_yaml(run_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 1\nlearning_rate: [0.1\n")
-    line = _one_line_error(run_cli("--model=BPR", f"--config_files={bad}"))
+    line = one_line_error(run_cli("--model=BPR", f"--config_files={bad}"))
     assert "not valid YAML" in line and "bad.yaml" in line and "line" in line
 
 
 def test_cli_missing_config_file(run_cli, tmp_path):
-    line = _one_line_error(run_cli("--model=BPR", f"--config_files={tmp_path}/nope.yaml"))
+    line = one_line_error(run_cli("--model=BPR", f"--config_files={tmp_path}/nope.yaml"))
     assert "nope.yaml does not exist" in line
 
 
 def test_cli_missing_result_folder_fails_before_training(run_cli, tmp_path):
-    line = _one_line_error(run_cli("--model=BPR", f"--result_file={tmp_path}/no/dir/r.json"))
+    line = one_line_error(run_cli("--model=BPR", f"--result_file={tmp_path}/no/dir/r.json"))
     assert "result_file folder" in line
 
 
 def test_cli_unknown_key_is_an_error_naming_the_closest_key(run_cli):
-    line = _one_line_error(run_cli("--model=BPR", "--epochs=1", "--embeding_size=8"))
+    line = one_line_error(run_cli("--model=BPR", "--epochs=1", "--embeding_size=8"))
     assert "--embeding_size is not a known setting (did you mean --embedding_size?)" in line
 
 
 def test_cli_short_key_suggests_the_model_keys_that_end_with_it(run_cli):
-    line = _one_line_error(run_cli("--model=HetComp", "--K=0"))
+    line = one_line_error(run_cli("--model=HetComp", "--K=0"))
     assert "--K is not a known setting (did you mean --hetcomp_k" in line
 
 

@@ -6,6 +6,8 @@ import torch
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
 
+from conftest import split_and_model
+
 # A short curriculum: DKC every 2 epochs from epoch 2, so 20 epochs see it finish.
 FAST_CURRICULUM = {"dkc_start": 2, "dkc_period": 2, "eval_step": 2, "stopping_step": 50, "hetcomp_k": 20,
                    "discrepancy_depth": 10, "detailed_long": 10, "detailed_short": 5, "embedding_size": 4,
@@ -16,24 +18,11 @@ TEACHERS = {"teachers": ["BPR", "EASE"], "teacher_defaults": {"epochs": 8, "lear
 def run(tiny, model="HetComp", **overrides):
     config = dict(tiny, **TEACHERS, **FAST_CURRICULUM)
     config.update(overrides)
-    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config, read_command_line=False)
+    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config)
 
 
 def load_split_and_model(tiny, **overrides):
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_hetcomp.config import Config
-    from recbole_hetcomp.utils import get_model, get_trainer
-
-    config_dict = dict(tiny, **TEACHERS, **FAST_CURRICULUM)
-    config_dict.update(overrides)
-    config = Config(model="HetComp", dataset="tiny", config_dict=config_dict, read_command_line=False)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    model = get_model("HetComp")(config, train.dataset).to(config["device"])  # as the pipeline: on a GPU if one is visible
-    trainer = get_trainer(config["MODEL_TYPE"], "HetComp")(config, model)
-    return config, (train, valid, test), model, trainer
+    return split_and_model({**tiny, **TEACHERS, **FAST_CURRICULUM, **overrides}, "HetComp")
 
 
 def test_pipeline_trains_teachers_ensemble_and_student(tiny):
@@ -242,7 +231,7 @@ def test_reference_profile_sets_every_reference_choice():
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     files = [os.path.join(root, "properties", "protocol", f) for f in ("hetcomp-paper.yaml", "hetcomp-reference.yaml")]
-    config = Config(model="HetComp", dataset="ml-100k", config_file_list=files, read_command_line=False)
+    config = Config(model="HetComp", dataset="ml-100k", config_file_list=files)
     expected = {
         "student_init": "normal", "student_init_std": 0.01, "epochs": 1000, "eval_step": 10,
         "dkc_start": 10, "dkc_period": 10, "valid_metric": "Recall@50", "early_stopping_strict": True,
@@ -270,7 +259,7 @@ def test_bad_reference_keys_fail_before_any_data_loads(tiny, overrides, message)
     # The dataset does not even exist: the settings error must come first.
     config = dict(tiny, **TEACHERS, dataset="no-such-dataset", **overrides)
     with pytest.raises(ConfigError, match=message):
-        run_recbole_hetcomp(model="HetComp", dataset="no-such-dataset", config_dict=config, read_command_line=False)
+        run_recbole_hetcomp(model="HetComp", dataset="no-such-dataset", config_dict=config)
 
 
 def test_student_seed_moves_the_student_not_the_split_or_the_teachers(tiny):

@@ -7,11 +7,15 @@ import torch
 
 from recbole_hetcomp.distill.akt import overall_loss
 from recbole_hetcomp.distill.ranking import stable_topk
+from recbole_hetcomp.distill.cldrd import cldrd_loss
+from recbole_hetcomp.distill.rrd import rrd_loss, sample_uninteresting
 from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.model.general_recommender.cldrd import CLDRD, cldrd_loss
-from recbole_hetcomp.model.general_recommender.rrd import RRD, rrd_loss, sample_uninteresting
+from recbole_hetcomp.model.general_recommender.cldrd import CLDRD
+from recbole_hetcomp.model.general_recommender.rrd import RRD
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
 from recbole_hetcomp.utils import get_model, get_trainer
+
+from conftest import split_and_model
 
 TEACHERS = {"teachers": ["BPR", "EASE"], "teacher_defaults": {"epochs": 8, "learning_rate": 0.01}}
 SHORT = {"eval_step": 2, "stopping_step": 50, "embedding_size": 4, "learning_rate": 0.01,
@@ -21,27 +25,14 @@ SHORT = {"eval_step": 2, "stopping_step": 50, "embedding_size": 4, "learning_rat
 def run(tiny, model, **overrides):
     config = dict(tiny, **TEACHERS, **SHORT)
     config.update(overrides)
-    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config, read_command_line=False)
+    return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config)
 
 
 def load_split_and_model(tiny, model, **overrides):
     """Config, splits, a fresh model and its trainer (the teachers must be recorded already)."""
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_hetcomp.config import Config
-
-    config_dict = dict(tiny, **TEACHERS, **SHORT)
-    config_dict.update(overrides)
-    config = Config(model=model, dataset="tiny", config_dict=config_dict, read_command_line=False)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    net = get_model(model)(config, train.dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
-    return config, (train, valid, test), net, trainer
+    return split_and_model({**tiny, **TEACHERS, **SHORT, **overrides}, model)
 
 
-# --- brute-force references -----------------------------------------------------------------
 def _clamped(scores):
     return scores.clamp(-40.0, 40.0).tolist()
 
@@ -215,13 +206,13 @@ def test_targets_are_the_final_ensemble_ranking(tiny):
     from recbole.data.interaction import Interaction
 
     from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
-    from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
+    from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
     run(tiny, "RankEnsemble")  # records the teachers
     config, (train, _, _), rrd, _ = load_split_and_model(tiny, "RRD")
     _, _, cldrd, _ = load_split_and_model(tiny, "CLDRD")
     # BPR left several checkpoints, so "final" is a real choice
-    assert load_teacher_trajectories(config, train.dataset)[0].topn.shape[0] > 1
+    assert TeacherSet.load(config, train.dataset).members[0].topn.shape[0] > 1
 
     ensemble = RankEnsemble(config, train.dataset)  # the teachers' last checkpoints
     users = torch.arange(1, rrd.n_users)

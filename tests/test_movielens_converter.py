@@ -227,8 +227,7 @@ def _load_with_recbole(data_path: Path, name: str, item_fields: list[str]):
             },
             "user_inter_num_interval": "[0,inf)",
             "item_inter_num_interval": "[0,inf)",
-        },
-        read_command_line=False,
+        }
     )
     return create_dataset(config)
 

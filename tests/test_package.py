@@ -133,14 +133,14 @@ def test_help_and_package_import_load_neither_recbole_nor_torch():
 
 # --- shipped protocols by name, from a checkout ---------------------------------------------
 def test_bare_protocol_name_reads_the_shipped_protocol(workdir):
-    config = Config(model="BPR", dataset="ml-100k", config_file_list=["hetcomp-paper.yaml"], read_command_line=False)
+    config = Config(model="BPR", dataset="ml-100k", config_file_list=["hetcomp-paper.yaml"])
     assert config["eval_args"]["split"] == {"RS": [0.6, 0.2, 0.2]}
     assert config["user_inter_num_interval"] == "[5,inf)"
 
 
 def test_file_of_that_name_in_the_working_directory_wins(workdir):
     (workdir / "hetcomp-paper.yaml").write_text("topk: [5]\n")
-    config = Config(model="BPR", dataset="ml-100k", config_file_list=["hetcomp-paper.yaml"], read_command_line=False)
+    config = Config(model="BPR", dataset="ml-100k", config_file_list=["hetcomp-paper.yaml"])
     assert config["topk"] == [5]
     assert config["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
 
@@ -148,4 +148,4 @@ def test_file_of_that_name_in_the_working_directory_wins(workdir):
 def test_unknown_bare_name_lists_the_shipped_protocols(workdir):
     with pytest.raises(ConfigError, match=r"config file nope\.yaml does not exist.*"
                                           r"shipped protocols, usable by name: hetcomp-paper\.yaml, hetcomp-reference\.yaml"):
-        Config(model="BPR", dataset="ml-100k", config_file_list=["nope.yaml"], read_command_line=False)
+        Config(model="BPR", dataset="ml-100k", config_file_list=["nope.yaml"])

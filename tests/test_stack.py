@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(model="BPR", **config_dict):
-    return Config(model=model, config_dict={"show_progress": False, "state": "WARNING", **config_dict}, read_command_line=False)
+    return Config(model=model, config_dict={"show_progress": False, "state": "WARNING", **config_dict})
 
 
 def test_config_sets_recbole_numpy_aliases(tiny):

@@ -6,9 +6,12 @@ import os
 import pytest
 
 from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.quick_start import format_summary, run_recbole_hetcomp
+from recbole_hetcomp.quick_start import run_recbole_hetcomp
+from recbole_hetcomp.summary import format_summary
 from recbole_hetcomp.trajectory.guard import never_improved, weak_reason
 from recbole_hetcomp.trajectory.store import read_metadata, trajectory_path
+
+from conftest import split_and_model
 
 # A teacher that cannot learn: BPR with learning rate 0 validates the same scores every
 # epoch (deterministic, a second on the tiny dataset). EASE (one validation) learns.
@@ -17,7 +20,7 @@ FROZEN_BPR = {"model": "BPR", "learning_rate": 0.0, "epochs": 3}
 
 def ensemble(tiny, teachers, **overrides):
     config = dict(tiny, teachers=teachers, **overrides)
-    return run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
+    return run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config)
 
 
 # --- the rules, on plain numbers ------------------------------------------------------
@@ -48,12 +51,11 @@ def test_weak_reason_names_the_scores_and_skips_the_ratio_rule_for_older_files()
 
 
 def test_popularity_score_is_recorded_and_equals_recbole_pop(tiny):
-    run_recbole_hetcomp(model="BPR", dataset="tiny", config_dict=dict(tiny, epochs=1, record_trajectory=True),
-                        read_command_line=False)
+    run_recbole_hetcomp(model="BPR", dataset="tiny", config_dict=dict(tiny, epochs=1, record_trajectory=True))
     meta = read_metadata(trajectory_path(tiny["trajectory_dir"], "tiny", "BPR"))
     # RecBole's Pop counts an item once per training batch that holds it, so batches of one
     # interaction give the plain training counts the guard uses.
-    pop = run_recbole_hetcomp(model="Pop", dataset="tiny", read_command_line=False,
+    pop = run_recbole_hetcomp(model="Pop", dataset="tiny",
                               config_dict=dict(tiny, epochs=1, train_batch_size=1, train_neg_sample_args=None))
     assert meta["popularity_valid_result"] == pop["valid_result"]
     assert meta["popularity_valid_score"] == pop["valid_result"]["ndcg@20"] > 0
@@ -83,14 +85,13 @@ def test_teacher_that_cannot_learn_is_left_out_by_default_and_kept_with_the_sett
 
 
 def test_students_get_the_same_guarded_teachers(tiny):
-    from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories
-    from test_trajectories import dataset_splits
+    from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
     ensemble(tiny, [FROZEN_BPR, "EASE"])  # records both teachers
-    config, (train, _, _) = dataset_splits(dict(tiny, teachers=[FROZEN_BPR, "EASE"]))
-    assert [t.teacher for t in load_teacher_trajectories(config, train.dataset)] == ["EASE"]
-    config, (train, _, _) = dataset_splits(dict(tiny, teachers=[FROZEN_BPR, "EASE"], keep_weak_teachers=True))
-    assert [t.teacher for t in load_teacher_trajectories(config, train.dataset)] == ["BPR", "EASE"]
+    config, (train, _, _) = split_and_model(dict(tiny, teachers=[FROZEN_BPR, "EASE"]), build=False)
+    assert TeacherSet.load(config, train.dataset).names == ["EASE"]
+    config, (train, _, _) = split_and_model(dict(tiny, teachers=[FROZEN_BPR, "EASE"], keep_weak_teachers=True), build=False)
+    assert TeacherSet.load(config, train.dataset).names == ["BPR", "EASE"]
 
 
 def test_all_teachers_weak_is_a_one_line_error(tiny):

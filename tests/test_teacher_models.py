@@ -1,7 +1,6 @@
 """Teacher models of the plugin (CML, ItemAE, NeuMF) on RecBole's bundled ml-100k."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -28,9 +27,7 @@ def one_thread():
 
 def _prepare(model_name):
     """Config, training dataset and training batches of ml-100k for one model."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["x"])
-        config = Config(model=model_name, dataset="ml-100k", config_dict={"show_progress": False, "use_gpu": False})
+    config = Config(model=model_name, dataset="ml-100k", config_dict={"show_progress": False, "use_gpu": False})
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
@@ -198,7 +195,6 @@ def test_itemae_full_sort_shape_and_cache(itemae_setup):
 @pytest.mark.parametrize("model_name", ["CML", "ItemAE"])
 def test_one_epoch_through_entry_point(model_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["x"])
     result = run_recbole_hetcomp(
         model=model_name,
         dataset="ml-100k",
@@ -232,8 +228,7 @@ def _itemae_on_sparse(tmp_path, monkeypatch, **overrides):
     }
     protocol = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "properties", "protocol", "hetcomp-paper.yaml")]
-    result = run_recbole_hetcomp(model="ItemAE", dataset="sparse", config_file_list=protocol, config_dict=config,
-                                 read_command_line=False)
+    result = run_recbole_hetcomp(model="ItemAE", dataset="sparse", config_file_list=protocol, config_dict=config)
     return result, read_metadata(trajectory_path(str(tmp_path / "trajectories"), "sparse", "ItemAE"))
 
 

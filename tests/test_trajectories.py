@@ -18,28 +18,20 @@ from recbole_hetcomp.trajectory.store import (
     save_trajectory,
     trajectory_path,
 )
-from recbole_hetcomp.trajectory.teachers import parse_teachers
+from recbole_hetcomp.trajectory.teacherset import parse_teachers
+
+from conftest import split_and_model
 
 
 def record(tiny, model, **overrides):
     config = dict(tiny, record_trajectory=True, **overrides)
-    result = run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config, read_command_line=False)
+    result = run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config)
     path = trajectory_path(tiny["trajectory_dir"], "tiny", overrides.get("trajectory_name") or model)
     return result, path
 
 
 def dataset_splits(tiny, model="BPR"):
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_hetcomp.config import Config
-
-    config = Config(model=model, dataset="tiny", config_dict=dict(tiny), read_command_line=False)
-    init_seed(config["seed"], config["reproducibility"])
-    return config, data_preparation(config, create_dataset(config))
-
-
-# --- checkpoint selection rule -------------------------------------------------------
+    return split_and_model(dict(tiny), model, build=False)
 
 
 def test_progress_rule_picks_first_validation_reaching_each_fraction_of_best():
@@ -113,7 +105,7 @@ def test_recall_from_recorded_final_checkpoint_equals_recbole_validation(tiny):
 
 
 def test_recording_does_not_change_training(tiny):
-    plain = run_recbole_hetcomp(model="BPR", dataset="tiny", config_dict=dict(tiny, epochs=3), read_command_line=False)
+    plain = run_recbole_hetcomp(model="BPR", dataset="tiny", config_dict=dict(tiny, epochs=3))
     recorded, _ = record(tiny, "BPR", epochs=3)
     assert plain["test_result"] == recorded["test_result"]
 
@@ -190,8 +182,7 @@ def test_trajectory_of_another_split_is_refused_by_the_pipeline(tiny):
     record(tiny, "BPR", epochs=2)
     with pytest.raises(TrajectoryError, match="another dataset split"):
         run_recbole_hetcomp(
-            model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], seed=99),
-            read_command_line=False,
+            model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], seed=99)
         )
 
 
@@ -201,7 +192,7 @@ def test_trajectory_of_another_split_is_refused_by_the_pipeline(tiny):
 def test_ensemble_of_one_teacher_equals_the_teacher(tiny):
     teacher, _ = record(tiny, "BPR", epochs=5, learning_rate=0.01)
     ensemble = run_recbole_hetcomp(
-        model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"]), read_command_line=False
+        model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"])
     )
     assert ensemble["valid_result"] == teacher["valid_result"]
     for k in (10, 20):
@@ -210,10 +201,10 @@ def test_ensemble_of_one_teacher_equals_the_teacher(tiny):
 
 def test_ensemble_trains_missing_teachers_then_reuses_them(tiny):
     config = dict(tiny, teachers=["BPR", {"model": "EASE", "reg_weight": 10.0}], teacher_defaults={"epochs": 2})
-    first = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
+    first = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config)
     paths = [trajectory_path(tiny["trajectory_dir"], "tiny", n) for n in ("BPR", "EASE")]
     stamps = [os.stat(p).st_mtime_ns for p in paths]
-    second = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
+    second = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config)
     assert [os.stat(p).st_mtime_ns for p in paths] == stamps
     assert first["test_result"] == second["test_result"]
     assert [r["name"] for r in second["rows"]] == ["BPR", "EASE", "Ensemble"]
@@ -224,8 +215,7 @@ def test_ensemble_weights_must_match_teacher_count(tiny):
     record(tiny, "BPR", epochs=2)
     with pytest.raises(ConfigError, match=r"one weight per teacher \(1\)"):
         run_recbole_hetcomp(
-            model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], ensemble_weights=[1.0, 2.0]),
-            read_command_line=False,
+            model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], ensemble_weights=[1.0, 2.0])
         )
 
 
@@ -234,8 +224,8 @@ def test_ensemble_weights_chosen_on_validation_down_weight_a_useless_teacher(tin
     # keep_weak_teachers: the guard would otherwise leave the untrained teacher out itself
     config = dict(tiny, teachers=teachers, teacher_defaults={"epochs": 8, "learning_rate": 0.01},
                   keep_weak_teachers=True)
-    equal = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config, read_command_line=False)
-    tuned = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", read_command_line=False,
+    equal = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config)
+    tuned = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny",
                                 config_dict=dict(config, ensemble_weights="validation"))
     weights = tuned["ensemble_weights"]
     assert weights["untrained"] < weights["BPR"]

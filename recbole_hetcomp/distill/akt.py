@@ -27,14 +27,17 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SCORE_CLAMP", "plackett_luce", "overall_loss", "detailed_loss", "rest_logsumexp_and_gather", "flat_items"]
+__all__ = [
+    "SCORE_CLAMP", "MASKED_SCORE", "clamp_scores", "plackett_luce", "plackett_luce_terms", "log_add_items",
+    "overall_loss", "detailed_loss", "rest_logsumexp_and_gather", "flat_items",
+]
 
 SCORE_CLAMP = 40.0
 
 # Stand-in score for masked entries. Real scores are clamped to [-40, 40], so
 # e^{-1e4} is exactly 0 next to any real term (even in float64), while, unlike
 # -inf, it keeps every gradient finite when a set is empty.
-_MASKED = -1.0e4
+MASKED_SCORE = -1.0e4
 
 
 def _clamp(scores: torch.Tensor) -> torch.Tensor:
@@ -43,11 +46,13 @@ def _clamp(scores: torch.Tensor) -> torch.Tensor:
 
 def _masked_logsumexp(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``log sum_{j: mask} e^{s_j}`` per row ``[B]``; ~-1e4 for an empty set."""
-    return torch.logsumexp(scores.masked_fill(~mask, _MASKED), dim=1)
+    return torch.logsumexp(scores.masked_fill(~mask, MASKED_SCORE), dim=1)
 
 
-def _clamp_if_needed(scores: torch.Tensor) -> torch.Tensor:
-    """:func:`_clamp`, skipped (same values, same gradients) when nothing is out of range.
+def clamp_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Scores clamped to ``[-SCORE_CLAMP, SCORE_CLAMP]``, as every loss here and in the
+    baselines' modules takes them; skipped (same values, same gradients) when nothing is
+    out of range.
 
     The clamp and its backward are two full passes over ``[B, n_items]``; a min/max
     check is one, and MF students rarely leave [-40, 40].
@@ -135,9 +140,15 @@ def flat_items(indptr: torch.Tensor, indices: torch.Tensor, users: torch.Tensor)
     return rows, indices[first + torch.arange(len(rows), device=users.device)]
 
 
-def _log_add_items(log_base: torch.Tensor, picked: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``log(e^{log_base} + sum_{valid} e^{picked})`` per row ``[B]``."""
-    listed = torch.logsumexp(picked.masked_fill(~valid, _MASKED), dim=1)
+def log_add_items(log_base: torch.Tensor, picked: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``log(e^{log_base} + sum_{valid} e^{picked})`` per row ``[B]``.
+
+    Args:
+        log_base: float ``[B]``, e.g. a ``log_rest`` of :func:`rest_logsumexp_and_gather`.
+        picked: float ``[B, m]`` scores of listed items.
+        valid: bool ``[B, m]``; False entries add nothing.
+    """
+    listed = torch.logsumexp(picked.masked_fill(~valid, MASKED_SCORE), dim=1)
     return torch.logaddexp(log_base, listed)
 
 
@@ -147,11 +158,21 @@ def _floored(log_denominator: torch.Tensor, log_floor: Optional[float]) -> torch
     return log_denominator if log_floor is None else log_denominator.clamp_min(log_floor)
 
 
-def _plackett_luce_terms(
+def plackett_luce_terms(
     ranked_scores: torch.Tensor, valid: torch.Tensor, log_negatives: torch.Tensor, log_floor: Optional[float] = None
 ):
-    """PL negative log-likelihood per row from the ranked items' scores and log sum_N e^s."""
-    ranked_scores = ranked_scores.masked_fill(~valid, _MASKED)
+    """Plackett-Luce negative log-likelihood per row, from the ranked items' scores.
+
+    Args:
+        ranked_scores: float ``[B, m]`` scores of the ranked items, best first.
+        valid: bool ``[B, m]``; False = padding (no term, in no suffix sum).
+        log_negatives: float ``[B]`` ``log sum_{j in N} e^{s_j}`` of the unordered set N.
+        log_floor: if given, each denominator is clamped at ``>= e^log_floor`` before its log.
+
+    Returns:
+        Float ``[B]`` per-user loss.
+    """
+    ranked_scores = ranked_scores.masked_fill(~valid, MASKED_SCORE)
     # log sum_{l >= k} e^{s_pi_l}: a cumulative logsumexp from the list's end.
     suffix = ranked_scores.flip(1).logcumsumexp(dim=1).flip(1)
     log_denominator = _floored(torch.logaddexp(suffix, log_negatives[:, None]), log_floor)
@@ -167,7 +188,7 @@ def _plackett_luce_clamped(
     """:func:`plackett_luce` on already clamped scores."""
     valid = ranked_mask & (ranked != 0)
     negatives = _masked_logsumexp(scores, negative_mask)
-    return _plackett_luce_terms(scores.gather(1, ranked.long()), valid, negatives)
+    return plackett_luce_terms(scores.gather(1, ranked.long()), valid, negatives)
 
 
 def plackett_luce(
@@ -223,7 +244,7 @@ def overall_loss(
     Returns:
         Float ``[B]`` per-user loss.
     """
-    scores = _clamp_if_needed(scores)
+    scores = clamp_scores(scores)
     items = torch.cat([observed.long(), target.long()], dim=1)
     valid = torch.cat([observed_mask & (observed != 0), target != 0], dim=1)
     log_rest, picked = rest_logsumexp_and_gather(scores, [train_items, target], items)
@@ -276,7 +297,7 @@ def detailed_loss(
     Returns:
         Float ``[B]`` per-user loss.
     """
-    scores = _clamp_if_needed(scores)
+    scores = clamp_scores(scores)
     obs = observed[:, :n_observed].long()
     obs_valid = observed_mask[:, :n_observed] & (obs != 0)
     long_target = target[:, :n_long].long()
@@ -287,9 +308,9 @@ def detailed_loss(
         scores, [train_items, long_target], torch.cat([obs, long_target], dim=1)
     )
     obs_scores, long_scores = picked[:, : obs.shape[1]], picked[:, obs.shape[1]:]
-    log_short = _log_add_items(log_long, long_scores[:, n_short:], long_valid[:, n_short:])
+    log_short = log_add_items(log_long, long_scores[:, n_short:], long_valid[:, n_short:])
 
-    observed_part = _plackett_luce_terms(obs_scores, obs_valid, log_long, log_floor)
-    long_part = _plackett_luce_terms(long_scores, long_valid, log_long, log_floor)
-    short_part = _plackett_luce_terms(long_scores[:, :n_short], long_valid[:, :n_short], log_short, log_floor)
+    observed_part = plackett_luce_terms(obs_scores, obs_valid, log_long, log_floor)
+    long_part = plackett_luce_terms(long_scores, long_valid, log_long, log_floor)
+    short_part = plackett_luce_terms(long_scores[:, :n_short], long_valid[:, :n_short], log_short, log_floor)
     return observed_part + target_weight * (long_part + short_part)

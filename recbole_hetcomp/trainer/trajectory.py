@@ -9,7 +9,7 @@ training-masked scores is exactly the recorded list, so a model is not scored tw
 (users without validation items are ranked separately in the callback).
 """
 
-from recbole_hetcomp.compat import with_compat
+from recbole_hetcomp.trainer.base import plugin_trainer
 
 
 class TrajectoryTrainerMixin:
@@ -71,7 +71,7 @@ def recording_trainer(trainer_class):
     Returns:
         type: a subclass whose ``fit`` records at every validation.
     """
-    base = with_compat(trainer_class)
+    base = plugin_trainer(trainer_class)
     if base not in _RECORDING_CLASSES:
         _RECORDING_CLASSES[base] = type(
             "Recording" + base.__name__, (TrajectoryTrainerMixin, base), {"__module__": __name__}

@@ -19,7 +19,7 @@ for them only rule (b) applies.
 
 from recbole.trainer import Trainer
 
-from recbole_hetcomp.compat import with_compat
+from recbole_hetcomp.trainer.base import plugin_trainer
 from recbole_hetcomp.errors import ConfigError
 
 
@@ -153,5 +153,5 @@ def popularity_valid_result(config, train_dataset, valid_data):
     counts = torch.bincount(items, minlength=pop.n_items).to(pop.item_cnt.device)
     pop.item_cnt = counts.view(-1, 1)
     pop.max_cnt = pop.item_cnt.max(dim=0)[0]
-    evaluator = with_compat(Trainer)(config, pop)
+    evaluator = plugin_trainer(Trainer)(config, pop)
     return {k: float(v) for k, v in evaluator.evaluate(valid_data, load_best_model=False).items()}

@@ -15,50 +15,16 @@ part of every RecBole checkpoint and a resumed run continues where it was.
 
 import math
 
-import numpy as np
 import torch
 
 from recbole_hetcomp.distill.akt import detailed_loss, overall_loss
 from recbole_hetcomp.distill.dkc import CurriculumState, build_targets
 from recbole_hetcomp.distill.ranking import topk_unobserved
 from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.model.student import DistillationStudent
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, student_weights
+from recbole_hetcomp.model.abstract_student import DistillationStudent
+from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
 STAGE_OVERALL, STAGE_DETAILED = 0, 1
-
-
-def stack_trajectories(trajectories, use="all"):
-    """Stack teachers' checkpoints into one padded tensor.
-
-    Args:
-        trajectories (list of Trajectory): one per teacher.
-        use (str): ``all`` recorded checkpoints, or ``final`` only (the no-DKC ablation).
-
-    Returns:
-        tuple: ``topn`` int32 [M, Tmax, U, N], ``observed`` int32 [M, Tmax, U, L],
-        ``n_checkpoints`` int64 [M]. Slots past a teacher's own checkpoints repeat its
-        last one (they are never read as a target).
-    """
-    if use not in ("all", "final"):
-        raise ConfigError(f"hetcomp_checkpoints must be 'all' or 'final', got {use!r}")
-    tops, obs = [], []
-    for t in trajectories:
-        tops.append(t.topn[-1:] if use == "final" else t.topn)
-        obs.append(t.observed[-1:] if use == "final" else t.observed)
-    n_checkpoints = np.array([a.shape[0] for a in tops], dtype=np.int64)
-    t_max = int(n_checkpoints.max())
-
-    def pad(a):
-        return np.concatenate([a, np.repeat(a[-1:], t_max - a.shape[0], axis=0)]) if a.shape[0] < t_max else a
-
-    widths = {a.shape[2] for a in tops}
-    if len(widths) != 1:
-        raise ConfigError(f"teachers recorded different top-N lengths {sorted(widths)}: record them with one trajectory_topn")
-    obs_width = min(a.shape[2] for a in obs)
-    topn = np.stack([pad(a) for a in tops])
-    observed = np.stack([pad(a[:, :, :obs_width]) for a in obs])
-    return topn, observed, n_checkpoints
 
 
 class HetComp(DistillationStudent):
@@ -87,9 +53,9 @@ class HetComp(DistillationStudent):
 
         # teachers' trajectories: loaded from files validated against this split, so
         # they are not part of the checkpoint
-        trajectories = load_teacher_trajectories(config, dataset)
-        self.teacher_names = [t.teacher for t in trajectories]
-        topn, observed, n_checkpoints = stack_trajectories(trajectories, config["hetcomp_checkpoints"])
+        teachers = TeacherSet.of(config, dataset)
+        self.teacher_names = teachers.names
+        topn, observed, n_checkpoints = teachers.stacked(config["hetcomp_checkpoints"])
         if topn.shape[-1] < max(self.k, self.depth):
             raise ConfigError(
                 f"teachers' lists hold {topn.shape[-1]} items but hetcomp_k={self.k} and "
@@ -98,11 +64,11 @@ class HetComp(DistillationStudent):
         # int32 as stored (half of an int64 copy: 64 MB less on ml-1m); the DKC and target
         # code widens only the slices it indexes with.
         self.register_buffer("trajectories", torch.from_numpy(topn), persistent=False)
-        weights = student_weights(config, trajectories)
+        weights = teachers.student_weights(config["ensemble_weights"])
         # The teachers' weights in every ensemble the student learns from (T_u and O_u).
         self.register_buffer(
             "teacher_weights",
-            torch.ones(len(trajectories)) if weights is None else torch.tensor(weights, dtype=torch.float),
+            torch.ones(len(teachers.members)) if weights is None else torch.tensor(weights, dtype=torch.float),
             persistent=False,
         )
         self.register_buffer("observed_trajectories", torch.from_numpy(observed), persistent=False)

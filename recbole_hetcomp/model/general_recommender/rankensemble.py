@@ -8,7 +8,6 @@ Nothing is trained; the scores come from the recorded trajectory files, so the e
 costs every teacher's inference when served (and only a lookup here).
 """
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +16,7 @@ from recbole.utils import InputType, ModelType
 
 from recbole_hetcomp.distill.ranking import rank_ensemble_scores
 from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.trajectory.teachers import load_teacher_trajectories, teacher_weights
+from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
 
 class RankEnsemble(GeneralRecommender):
@@ -32,25 +31,25 @@ class RankEnsemble(GeneralRecommender):
 
         # load parameters info
         self.temperature = config["importance_temperature"]
-        trajectories = load_teacher_trajectories(config, dataset)
-        weights = teacher_weights(config, trajectories)
+        teachers = TeacherSet.of(config, dataset)
+        weights = teachers.ensemble_weights(config["ensemble_weights"])
         self.search_weights = weights == "validation"
         if self.search_weights or weights is None:
-            weights = [1.0] * len(trajectories)
-        elif not isinstance(weights, (list, tuple)) or len(weights) != len(trajectories):
+            weights = [1.0] * len(teachers.members)
+        elif not isinstance(weights, (list, tuple)) or len(weights) != len(teachers.members):
             raise ConfigError(
                 f"ensemble_weights must be 'validation' or a list of one weight per teacher "
-                f"({len(trajectories)}), got {weights!r}"
+                f"({len(teachers.members)}), got {weights!r}"
             )
         elif min(weights) < 0 or max(weights) <= 0:
             raise ConfigError(f"ensemble_weights must be >= 0 with at least one > 0, got {weights!r}")
         # Persistent: weights chosen on validation travel with the best checkpoint.
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float))
-        self.teacher_names = [t.teacher for t in trajectories]
+        self.teacher_names = teachers.names
 
         # define layers: only the final lists; not part of the checkpoint (they come
         # from the trajectory files, validated against this dataset's fingerprint)
-        final_lists = np.stack([t.topn[-1] for t in trajectories])
+        final_lists = teachers.final_lists()
         self.register_buffer("final_lists", torch.from_numpy(final_lists).long(), persistent=False)
         # RecBole's trainers need one parameter to build an optimiser and a checkpoint.
         self.dummy_param = nn.Parameter(torch.zeros(1))

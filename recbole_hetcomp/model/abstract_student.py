@@ -1,4 +1,8 @@
-"""The MF student shared by HetComp and the distillation baselines.
+"""The abstract MF students of HetComp and the distillation baselines (no model here).
+
+As RecBole's ``abstract_recommender.py`` for its models: every student model file
+(``general_recommender/hetcomp.py``, ``rrd.py``, ``cldrd.py``) subclasses one of these
+and no model file imports another.
 
 Scores are ``s_ui = <e_u, e_i>``. A training batch is a batch of training interactions;
 the distillation loss covers its unique users over the full catalogue (as the HetComp
@@ -15,8 +19,10 @@ from recbole.model.loss import BPRLoss
 from recbole.utils import InputType
 
 from recbole_hetcomp.distill.akt import flat_items
+from recbole_hetcomp.distill.dkc import build_targets
 from recbole_hetcomp.distill.mf import full_scores
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
 
 class DistillationStudent(GeneralRecommender):
@@ -102,3 +108,41 @@ class DistillationStudent(GeneralRecommender):
         """
         user_e = self.user_embedding(interaction[self.USER_ID])
         return (user_e @ self.item_embedding.weight.T).view(-1)
+
+
+class FinalEnsembleStudent(DistillationStudent):
+    r"""MF student whose knowledge is the rank ensemble of the teachers' final checkpoints.
+
+    Shared by the final-knowledge baselines (RRD, CL-DRD): targets built once in
+    ``__init__`` (``targets`` [n_users, length], the ensemble's top unobserved items, best
+    first, 0-padded; equal to :class:`RankEnsemble`'s ranking). Subclasses call
+    :meth:`_build_student` from their ``__init__`` and implement :meth:`kd_loss`.
+    """
+
+    def _build_student(self, config, dataset, length):
+        """Take the teachers' final lists, build the targets and the embeddings.
+
+        Args:
+            config (Config): holds ``embedding_size``, ``importance_temperature``,
+                ``ensemble_weights``, ``bpr_loss_weight``, ``teachers``, ``trajectory_dir``.
+            dataset (Dataset): the training split.
+            length (int): target length (the longest prefix any loss reads).
+        """
+        self.temperature = config["importance_temperature"]
+        self.target_length = length
+
+        teachers = TeacherSet.of(config, dataset)
+        self.teacher_names = teachers.names
+        weights = teachers.student_weights(config["ensemble_weights"])
+        final_lists = teachers.final_lists()  # [M, U, N]
+        if final_lists.shape[-1] < length:
+            raise ConfigError(
+                f"teachers' lists hold {final_lists.shape[-1]} items but {config['model']} reads the ensemble's "
+                f"top {length}: record teachers with trajectory_topn >= {length}"
+            )
+        final_lists = torch.from_numpy(final_lists[:, None]).long()  # [M, 1, U, N]: one checkpoint each
+        at_final = torch.zeros(final_lists.shape[0], final_lists.shape[2], dtype=torch.long)
+        targets = build_targets(final_lists, at_final, self.n_items, length, self.temperature, weights=weights)
+        # Rebuilt from the trajectory files (validated against this split): not in checkpoints.
+        self.register_buffer("targets", targets, persistent=False)
+        self._build_mf(config, dataset)

@@ -1,0 +1,156 @@
+"""Settings checks that run before any data loads, and the data checks right after.
+
+A bad value is one :class:`~recbole_hetcomp.errors.ConfigError` line naming the problem and
+the fix, raised before any teacher or student trains (and, for everything that does not
+need the data, before the dataset is read).
+"""
+
+import os
+
+import numpy as np
+
+from recbole_hetcomp.data.download import fetch_dataset
+from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.trajectory.guard import check_guard_ratio
+from recbole_hetcomp.trajectory.teacherset import parse_teachers
+from recbole_hetcomp.utils import barrier, is_writer
+
+
+def check_settings(config):
+    """Every check that needs only the config, in the order a user would fix them.
+
+    Args:
+        config (Config): the run's config.
+
+    Returns:
+        int: the seed of the model this run trains (``student_seed``, default ``seed``).
+
+    Raises:
+        ConfigError: the first bad setting, or a dataset whose files are missing and
+            cannot be downloaded.
+    """
+    check_result_file(config["result_file"])
+    student_seed = check_student_seed(config)
+    model_class = config.model_class
+    if getattr(model_class, "uses_teachers", False):
+        parse_teachers(config["teachers"])
+    if hasattr(model_class, "check_settings"):
+        model_class.check_settings(config, None)  # the catalogue-size checks follow once data is loaded
+    if config["record_trajectory"] or getattr(model_class, "uses_teachers", False):
+        check_trajectory_settings(config)
+    check_valid_metric(config)
+    check_dataset_files(config)
+    return student_seed
+
+
+def check_data(config, dataset):
+    """The checks that need the loaded dataset (catalogue size, users, the model's own)."""
+    check_rankable(config, dataset)
+    if hasattr(config.model_class, "check_settings"):
+        config.model_class.check_settings(config, dataset.item_num)
+
+
+def check_valid_metric(config):
+    """``valid_metric`` must be one of the metrics the run computes."""
+    metric = str(config["valid_metric"]).lower()
+    reported = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]}
+    if "@" in metric and metric not in reported:
+        raise ConfigError(
+            f"valid_metric {config['valid_metric']} is not among the reported metrics ({', '.join(sorted(reported))}): "
+            f"add its K to --topk or choose another --valid_metric"
+        )
+
+
+def check_dataset_files(config):
+    """Fail early, in one line, when the dataset's atomic files are not where RecBole looks.
+
+    Args:
+        config (Config): the run's config (``data_path`` already joined with the dataset name).
+
+    Raises:
+        ConfigError: the ``.inter`` file (or the benchmark split files) is missing and the
+            dataset could not be downloaded (see :mod:`recbole_hetcomp.data.download`).
+    """
+    data_path, name = config["data_path"], config["dataset"]
+    benchmark = config["benchmark_filename"]
+    wanted = [f"{name}.{part}.inter" for part in benchmark] if benchmark else [f"{name}.inter"]
+    missing = [f for f in wanted if not os.path.isfile(os.path.join(data_path, f))]
+    # A dataset listed in dataset_downloads is fetched and converted by the writing rank.
+    if missing and fetch_dataset(config, writer=is_writer(config), wait=barrier):
+        missing = [f for f in wanted if not os.path.isfile(os.path.join(data_path, f))]
+    if missing:
+        raise ConfigError(
+            f"dataset '{name}' not found: no {os.path.join(data_path, missing[0])}; put RecBole atomic "
+            f"files there, point --data_path at the folder that holds {name}/, or convert a GroupLens "
+            f"archive with `python -m recbole_hetcomp.data.movielens ARCHIVE --data_path=DIR`"
+        )
+
+
+def check_rankable(config, dataset):
+    """Refuse datasets and cut-offs that leave nothing to rank, before any training."""
+    n_items = dataset.item_num - 1  # without RecBole's padding item
+    if n_items < 2:
+        raise ConfigError(f"dataset '{config['dataset']}' has {n_items} item(s): top-K recommendation needs at least 2")
+    if max(config["topk"]) >= dataset.item_num:
+        raise ConfigError(
+            f"topk {max(config['topk'])} is not smaller than the catalogue ({n_items} items): "
+            f"use cut-offs below {n_items}, e.g. --topk=[{max(1, min(10, n_items - 1))}]"
+        )
+    users = dataset.inter_feat[dataset.uid_field]
+    users = users.to_numpy() if hasattr(users, "to_numpy") else users.numpy()
+    counts = np.bincount(users.astype(np.int64), minlength=dataset.user_num)
+    if int(counts.max()) >= n_items:
+        user = dataset.id2token(dataset.uid_field, int(counts.argmax()))
+        raise ConfigError(
+            f"user {user} interacted with every item of '{config['dataset']}': nothing is left to recommend; "
+            f"remove such users (e.g. --user_inter_num_interval=\"[0,{n_items - 1}]\") or use a larger catalogue"
+        )
+
+
+def check_student_seed(config):
+    """The seed of the model trained by this run (default: ``seed``), checked before any data loads."""
+    student_seed = config["student_seed"]
+    if student_seed is None:
+        return int(config["seed"])
+    if isinstance(student_seed, bool) or not isinstance(student_seed, int) or student_seed < 0:
+        raise ConfigError(f"student_seed must be an integer >= 0 (or ~ to use seed), got {student_seed!r}")
+    return student_seed
+
+
+def check_result_file(path):
+    """Fail before training, not after, when results could not be written."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"result_file folder {folder} does not exist: create it or choose another --result_file")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"result_file folder {folder} is not writable: choose another --result_file")
+
+
+def check_trajectory_settings(config):
+    """Fail before training when trajectories could not be recorded or stored."""
+    from recbole_hetcomp.trajectory.recorder import CHECKPOINT_RULES
+
+    n_ckpt, topn, observed = config["trajectory_checkpoints"], config["trajectory_topn"], config["trajectory_observed"]
+    if not isinstance(n_ckpt, int) or n_ckpt < 1:
+        raise ConfigError(f"trajectory_checkpoints (T) must be an integer >= 1, got {n_ckpt!r}")
+    if not isinstance(topn, int) or topn < 1:
+        raise ConfigError(f"trajectory_topn must be an integer >= 1, got {topn!r}")
+    if not isinstance(observed, int) or observed < 0:
+        raise ConfigError(f"trajectory_observed must be an integer >= 0, got {observed!r}")
+    rule = config["trajectory_checkpoint_rule"]
+    if rule not in CHECKPOINT_RULES:
+        raise ConfigError(f"trajectory_checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {rule!r}")
+    if rule == "epochs" and not config["trajectory_checkpoint_epochs"]:
+        raise ConfigError("trajectory_checkpoint_rule 'epochs' needs trajectory_checkpoint_epochs, e.g. [10, 20, 40]")
+    check_guard_ratio(config["teacher_guard_ratio"])
+    if rule == "even" and config["trajectory_keep"] != "all":
+        raise ConfigError("trajectory_checkpoint_rule 'even' needs every validation kept: set trajectory_keep: all")
+    folder = os.path.join(config["trajectory_dir"], config["dataset"])
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"trajectory_dir {config['trajectory_dir']} cannot be created ({err.strerror}): choose another --trajectory_dir") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"trajectory folder {folder} is not writable: choose another --trajectory_dir")

@@ -1,0 +1,137 @@
+"""What a run reports: the summary table's rows, the table itself and the result file.
+
+A run that learns from teachers ends with one table: every teacher (from its trajectory
+file's metadata), their rank ensemble (evaluated here with RecBole's full-sort evaluation
+and masking) and the model the run trained. The same rows go into the result JSON.
+"""
+
+from recbole_hetcomp.trainer.base import plugin_trainer
+from recbole_hetcomp.trajectory.recorder import full_sort_inference_time
+
+# Settings copied into result files so a row can be traced to its run.
+ESSENTIAL_KEYS = [
+    "seed", "student_seed", "epochs", "train_batch_size", "learning_rate", "embedding_size", "eval_args",
+    "valid_metric", "topk", "metrics", "data_path",
+]
+
+_MARKS = {"teacher (left out: weak)": " (left out: weak)", "teacher (weak, kept)": " (weak, kept)"}
+
+
+def config_essentials(config):
+    """The settings a result row is traced by (:data:`ESSENTIAL_KEYS`)."""
+    return {k: config[k] for k in ESSENTIAL_KEYS if k in config}
+
+
+def plain(result):
+    """RecBole's metric dict (OrderedDict of numpy floats) as plain floats."""
+    return {k: float(v) for k, v in (result or {}).items()}
+
+
+def n_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def metric_row(name, kind, test_result, parameters, inference_s, valid_result=None):
+    """One row of the summary table (and of the result file's ``rows``)."""
+    return {
+        "name": name,
+        "kind": kind,
+        "parameters": int(parameters),
+        "inference_time_s": None if inference_s is None else round(float(inference_s), 4),
+        "test_result": plain(test_result),
+        "valid_result": plain(valid_result),
+    }
+
+
+def teacher_rows(config, teachers):
+    """One row per configured teacher, from its trajectory file's metadata.
+
+    Weak teachers (the guard's) keep their row, marked ``teacher (left out: weak)`` (or
+    ``teacher (weak, kept)`` with ``keep_weak_teachers``).
+    """
+    kind = "teacher (weak, kept)" if config["keep_weak_teachers"] else "teacher (left out: weak)"
+    return [
+        metric_row(
+            t.teacher, kind if t.teacher in teachers.weak else "teacher", t.meta.get("test_result", {}),
+            t.meta.get("parameters", 0), t.meta.get("inference_time_s"), t.meta.get("valid_result", {}),
+        )
+        for t in teachers.all
+    ]
+
+
+def ensemble_row(config, teacher_rows_, valid_data, test_data, train_dataset, evaluated=None):
+    """The equal-weight rank ensemble of the teachers that take part.
+
+    Its inference cost is every member's plus the aggregation; its parameters are the
+    members'. Evaluated here (build it while the run's :class:`TeacherSet` is shared: no
+    file is reread) unless ``evaluated`` already holds its results: a run of the
+    equal-weight RankEnsemble itself (``valid_result``, ``test_result``, ``inference_time_s``).
+    """
+    members = [r for r in teacher_rows_ if r["kind"] != "teacher (left out: weak)"]
+    if evaluated is not None:
+        valid_result, test_result = evaluated["valid_result"], evaluated["test_result"]
+        aggregation = evaluated["inference_time_s"]
+    else:
+        from recbole.trainer import Trainer
+
+        from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
+
+        ensemble = RankEnsemble(config, train_dataset).to(config["device"])
+        evaluator = plugin_trainer(Trainer)(config, ensemble)
+        valid_result = evaluator.evaluate(valid_data, load_best_model=False)
+        test_result = evaluator.evaluate(test_data, load_best_model=False)
+        aggregation = full_sort_inference_time(ensemble, train_dataset, max(config["topk"]), config["eval_batch_size"])
+    teacher_times = [r["inference_time_s"] for r in members]
+    total = None if None in teacher_times else sum(teacher_times) + aggregation
+    return metric_row("Ensemble", "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result)
+
+
+def summary_rows(config, teachers, model, trainer, fitted, valid_data, test_data, train_dataset):
+    """Teachers, their ensemble and the run's own model, as the summary table shows them.
+
+    Args:
+        config (Config): the run's config.
+        teachers (TeacherSet): the run's teachers.
+        model (AbstractRecommender): the trained model (best checkpoint loaded).
+        trainer (AbstractTrainer): its trainer (``chosen_weights`` for a weighted ensemble).
+        fitted (dict): ``valid_result``, ``test_result`` and ``inference_time_s`` of the model.
+        valid_data, test_data (AbstractDataLoader): the run's evaluation data.
+        train_dataset (Dataset): the training split.
+
+    Returns:
+        list of dict: see :func:`metric_row`.
+    """
+    rows = teacher_rows(config, teachers)
+    # A run of the equal-weight ensemble has just evaluated it: not a second time.
+    itself = config["model"] == "RankEnsemble" and config["ensemble_weights"] is None
+    rows.append(ensemble_row(config, rows, valid_data, test_data, train_dataset, fitted if itself else None))
+    if config["model"] != "RankEnsemble":
+        rows.append(metric_row(
+            config["model"], "student", fitted["test_result"], n_parameters(model), fitted["inference_time_s"],
+            fitted["valid_result"],
+        ))
+    elif config["ensemble_weights"] is not None:
+        # per teacher that took part (the guard may have dropped some of the configured list)
+        weights = getattr(trainer, "chosen_weights", None) or dict(zip(model.teacher_names, model.weights.tolist()))
+        rows.append(metric_row(
+            f"Ensemble, weights {weights}", "ensemble", fitted["test_result"], rows[-1]["parameters"],
+            rows[-1]["inference_time_s"], fitted["valid_result"],
+        ))
+    return rows
+
+
+def format_summary(rows, topk=(10, 20, 50)):
+    """A plain-text results table (test metrics), one row per model."""
+    metrics = [f"{m}@{k}" for m in ("recall", "ndcg") for k in topk]
+    header = ["model", "params", "infer s"] + [m.replace("recall", "R").replace("ndcg", "N") for m in metrics]
+    lines = [header]
+    for r in rows:
+        t = r["inference_time_s"]
+        lines.append(
+            [r["name"] + _MARKS.get(r["kind"], ""), f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
+            + [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines]
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(out)
