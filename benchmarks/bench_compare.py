@@ -57,7 +57,8 @@ def main():
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every student row (e.g. epochs=70)")
     parser.add_argument("--out", default=None, help="Markdown report (.csv and .json with the rows are written next to it)")
     parser.add_argument("--only", default="", help="compute only rows whose name contains one of these comma-separated "
-                        "words (and the teachers they need), then stop (e.g. 'no-KD,EASE' while the teachers train elsewhere)")
+                        "words (and the teachers they need), then stop (e.g. 'no-KD,EASE' while the teachers "
+                        "train elsewhere)")
     parser.add_argument("--allow_missing", action="store_true", help="write the report even if baseline or "
                         "ablation rows are still being computed elsewhere (they are listed as missing)")
     parser.add_argument("--plots", action="store_true", help="also write PNG figures next to --out (needs matplotlib)")

@@ -47,11 +47,12 @@ def load(work):
                  "(it computes the rows and times them)")
     with open(path, encoding="utf-8") as f:
         measurements = json.load(f)
-    absent = [n for n in measurements["rows"] if n not in measurements["missing"] and not os.path.exists(row_file(work, n))]
+    measured = [n for n in measurements["rows"] if n not in measurements["missing"]]
+    absent = [n for n in measured if not os.path.exists(row_file(work, n))]
     if absent:
         sys.exit(f"{work} lacks the result files of rows that were measured: {', '.join(absent)}; "
                  "rerun benchmarks/bench_compare.py (it recomputes them)")
-    results = {n: load_row(work, n) for n in measurements["rows"] if n not in measurements["missing"]}
+    results = {n: load_row(work, n) for n in measured}
     with open(os.path.join(work, INVOCATIONS), encoding="utf-8") as f:
         invocations = json.load(f)
     return measurements, results, invocations
@@ -377,7 +378,8 @@ def _save(fig, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="bench_compare.py's --work folder (benchmarks/runs/<dataset>)")
-    parser.add_argument("--out", default=None, help="Markdown report (.csv and .json with the rows are written next to it)")
+    parser.add_argument("--out", default=None,
+                        help="Markdown report (.csv and .json with the rows are written next to it)")
     parser.add_argument("--plots", action="store_true", help="also write PNG figures next to --out (needs matplotlib)")
     args = parser.parse_args()
     if args.plots:

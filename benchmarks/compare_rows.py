@@ -220,7 +220,8 @@ def run_rows(rows, selected, jobs, dataset, files, work, threads):
             first, again = [TEACHERS_ROW], True
     rest = [n for n in todo if n not in first]
     if first:
-        print(f"computing {TEACHERS_ROW} first, alone ({'its teachers are gone: re-recording them' if again else 'it records the teachers'}), "
+        why = "its teachers are gone: re-recording them" if again else "it records the teachers"
+        print(f"computing {TEACHERS_ROW} first, alone ({why}), "
               f"then {len(rest)} rows, {jobs} at a time: {', '.join(rest)}", flush=True)
     else:
         print(f"computing {len(rest)} rows, {jobs} at a time: {', '.join(rest)}", flush=True)
@@ -401,7 +402,8 @@ def measure(rows, present, dataset, files, base, threads, work):
         meta = read_metadata(path)
         trajectories.append({"file": path, "bytes": os.path.getsize(path),
                              "model": meta.get("teacher_config", {}).get("model"),
-                             "recording_time_s": meta.get("recording_time_s"), "train_time_s": meta.get("train_time_s")})
+                             "recording_time_s": meta.get("recording_time_s"),
+                             "train_time_s": meta.get("train_time_s")})
     machine = {"arch": platform.machine(), "processor": platform.processor() or "unknown CPU",
                "cores": os.cpu_count(), "torch": torch.__version__}
     return {"date": str(date.today()), "machine": machine, "inference": inference, "epochs": epochs,

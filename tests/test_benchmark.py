@@ -54,10 +54,10 @@ def test_comparison_writes_every_row_and_reuses_them(tmp_path):
 
     # The page is rebuilt from the work folder alone: the same tables and summary, and neither
     # torch nor RecBole imported (nothing trained, loaded or timed).
-    rebuild = (f"import runpy, sys; sys.path.insert(0, {os.path.dirname(REPORT)!r}); "
-               f"sys.argv = ['compare_report.py', '--work={tmp_path / 'work'}', '--out={tmp_path / 'rebuilt' / 'results.md'}']; "
+    argv = ["compare_report.py", f"--work={tmp_path / 'work'}", f"--out={tmp_path / 'rebuilt' / 'results.md'}"]
+    rebuild = (f"import runpy, sys; sys.path.insert(0, {os.path.dirname(REPORT)!r}); sys.argv = {argv!r}; "
                f"runpy.run_path({REPORT!r}, run_name='__main__'); "
-               "assert 'torch' not in sys.modules and 'recbole' not in sys.modules, 'the rebuild imported torch or recbole'")
+               "assert 'torch' not in sys.modules and 'recbole' not in sys.modules, 'torch or recbole imported'")
     rebuilt = subprocess.run([sys.executable, "-c", rebuild], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert (tmp_path / "rebuilt" / "results.md").read_text() == page
@@ -151,3 +151,11 @@ def test_only_distillation_rows_still_record_the_teachers_once_before_them(tmp_p
     assert logs["BPR"] == logs["MultiVAE"] == logs["RankEnsemble"]
     started = json.loads((work / "HetComp.json").read_text())["row_started_at"]
     assert all(f.stat().st_mtime <= started for f in files)
+
+
+def test_a_report_without_measurements_asks_for_the_command_that_takes_them(tmp_path):
+    (tmp_path / "work").mkdir()
+    run = subprocess.run([sys.executable, REPORT, f"--work={tmp_path / 'work'}"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"no measurements.json in {tmp_path / 'work'}: run benchmarks/bench_compare.py there")
