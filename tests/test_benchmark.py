@@ -9,6 +9,7 @@ import sys
 from conftest import REPO, write_tiny_dataset
 
 BENCH = os.path.join(REPO, "benchmarks", "bench_compare.py")
+REPORT = os.path.join(REPO, "benchmarks", "compare_report.py")
 
 
 def bench(tmp_path, *extra):
@@ -50,6 +51,17 @@ def test_comparison_writes_every_row_and_reuses_them(tmp_path):
         "HetComp above every ", "HetComp within 5% of", "at least 20x cheaper"]
     with open(tmp_path / "docs" / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(report["rows"])
+
+    # The page is rebuilt from the work folder alone: the same tables and summary, and neither
+    # torch nor RecBole imported (nothing trained, loaded or timed).
+    argv = ["compare_report.py", f"--work={tmp_path / 'work'}", f"--out={tmp_path / 'rebuilt' / 'results.md'}"]
+    rebuild = (f"import runpy, sys; sys.path.insert(0, {os.path.dirname(REPORT)!r}); sys.argv = {argv!r}; "
+               f"runpy.run_path({REPORT!r}, run_name='__main__'); "
+               "assert 'torch' not in sys.modules and 'recbole' not in sys.modules, 'torch or recbole imported'")
+    rebuilt = subprocess.run([sys.executable, "-c", rebuild], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert (tmp_path / "rebuilt" / "results.md").read_text() == page
+    assert json.loads((tmp_path / "rebuilt" / "results.json").read_text()) == report
 
     # Notes under the marker survive a rerun; a rerun computes nothing new.
     with open(tmp_path / "docs" / "results.md", "a") as f:
@@ -98,3 +110,52 @@ def test_a_failing_row_is_reported_at_once_in_one_line_while_the_other_row_finis
     invocations = json.loads((tmp_path / "work" / "invocations.json").read_text())
     assert invocations[-1]["rows_computed"] == ["no-KD student BPR d6 lr 0.01"]
     assert list(invocations[-1]["rows_failed"]) == ["no-KD student BPR d6 lr -1"]
+
+
+def teacher_logs(work):
+    """{model: process ids of the runs that trained it}, read from RecBole's log file names."""
+    return {model: sorted(int(p.name.split("-")[-2]) for p in (work / "log" / model).glob("*.log"))
+            for model in ("BPR", "MultiVAE", "RankEnsemble") if (work / "log" / model).exists()}
+
+
+def test_only_distillation_rows_still_record_the_teachers_once_before_them(tmp_path):
+    write_tiny_dataset(tmp_path / "data")
+    (tmp_path / "protocol.yaml").write_text(PROTOCOL)
+    work = tmp_path / "work"
+    # Two distillation rows side by side, no teachers recorded yet, the teachers row not named.
+    run = bench(tmp_path, "--only=RRD,CL-DRD")
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("computing Teachers and ensemble first, alone")
+    assert lines[1] == "done: Teachers and ensemble" and sorted(lines[2:]) == ["done: CL-DRD", "done: RRD"]
+    # Each teacher trained once, by the teachers row's own process.
+    logs = teacher_logs(work)
+    assert len(logs["BPR"]) == len(logs["MultiVAE"]) == 1
+    assert logs["BPR"] == logs["MultiVAE"] == logs.get("RankEnsemble")
+    # ... and its trajectory file was complete before either student row started.
+    files = sorted((tmp_path / "trajectories" / "tiny").glob("*.safetensors"))
+    assert [f.name for f in files] == ["BPR.safetensors", "MultiVAE.safetensors"]
+    starts = [json.loads((work / f"{row}.json").read_text())["row_started_at"] for row in ("RRD", "CL-DRD")]
+    assert max(f.stat().st_mtime for f in files) <= min(starts)
+
+    # Trajectories gone, the teachers row kept: it records them again, alone, before HetComp.
+    for f in files:
+        f.unlink()
+    again = bench(tmp_path, "--only=HetComp")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.splitlines() == [
+        "computing Teachers and ensemble first, alone (its teachers are gone: re-recording them), "
+        "then 1 rows, 2 at a time: HetComp", "done: Teachers and ensemble", "done: HetComp"]
+    logs = teacher_logs(work)
+    assert len(logs["BPR"]) == len(logs["MultiVAE"]) == 2
+    assert logs["BPR"] == logs["MultiVAE"] == logs["RankEnsemble"]
+    started = json.loads((work / "HetComp.json").read_text())["row_started_at"]
+    assert all(f.stat().st_mtime <= started for f in files)
+
+
+def test_a_report_without_measurements_asks_for_the_command_that_takes_them(tmp_path):
+    (tmp_path / "work").mkdir()
+    run = subprocess.run([sys.executable, REPORT, f"--work={tmp_path / 'work'}"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"no measurements.json in {tmp_path / 'work'}: run benchmarks/bench_compare.py there")
