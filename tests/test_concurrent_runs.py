@@ -80,3 +80,28 @@ def test_trainers_in_one_process_never_share_a_checkpoint_or_tensorboard_folder(
     assert [os.path.basename(b.log_dir) for b in boards] == ["BPR-tiny-now", "BPR-tiny-now-2"]
     for b in boards:
         b.close()
+
+
+def test_two_runs_that_need_one_missing_teacher_record_it_once(tmp_path):
+    """Two shells start a student on the same data and teachers at once: one records the
+    teacher, the other waits for its file and reuses it (one writer per trajectory file)."""
+    data_path = write_tiny_dataset(tmp_path / "data")
+    (tmp_path / "race.py").write_text(RACE.format(repo=REPO))
+    args = ["--dataset=tiny", f"--data_path={data_path}", "--teachers=['BPR']", "--teacher_defaults={'epochs':3}",
+            f"--trajectory_dir={tmp_path / 'trajectories'}", "--show_progress=False", "--state=INFO"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    students = (("a", "b", ["--model=RankEnsemble"]), ("b", "a", ["--model=RRD", "--epochs=2", "--rrd_k=10", "--rrd_n=20"]))
+    runs = [subprocess.Popen([sys.executable, "race.py", *args, *own], cwd=tmp_path,
+                             env=dict(env, RACE_ME=me, RACE_OTHERS=other),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for me, other, own in students]
+    outputs = []
+    for run in runs:
+        output, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, output[-3000:]
+        outputs.append(output)
+
+    assert len(list((tmp_path / "log" / "BPR").iterdir())) == 1  # trained by one of the two runs
+    said = "\n".join(outputs)
+    assert said.count("teacher 1 of 1: BPR training and recording") == 1
+    assert said.count("teacher 1 of 1: BPR reused from") == 1

@@ -59,6 +59,18 @@ def test_targets_exclude_training_items_and_observed_lists_are_padded(tiny):
         assert (observed[len(train_items):] == 0).all()
 
 
+def test_student_topk_is_the_same_whatever_the_chunking(tiny, monkeypatch):
+    from recbole_hetcomp.distill.ranking import topk_unobserved
+
+    run(tiny, model="RankEnsemble")  # records the teachers
+    _, _, model, _ = load_split_and_model(tiny)
+    whole = topk_unobserved(model.user_embedding.weight @ model.item_embedding.weight.T,
+                            model.train_mask(torch.arange(model.n_users)), 10)
+    assert torch.equal(model.student_topk(10), whole)
+    monkeypatch.setattr(type(model), "SCORE_BUDGET", {"cpu": 7 * model.n_items, "cuda": 7 * model.n_items})
+    assert torch.equal(model.student_topk(10), whole)  # 7 users per chunk
+
+
 def test_only_one_shot_teachers_start_with_the_detailed_loss(tiny):
     run(tiny, model="RankEnsemble", teachers=["EASE"])
     _, _, model, trainer = load_split_and_model(tiny, teachers=["EASE"])
