@@ -4,7 +4,8 @@ For an ordinary RecBole model (or a plugin baseline such as CML) this does what 
 ``run_recbole`` does (RecBole's own quick_start module is not imported: it imports ray,
 which breaks on current setuptools). For a model that learns from teachers the run reads::
 
-    check settings -> load data -> teachers (record missing, load once) -> model -> fit, test -> summary
+    check settings -> load data -> teachers (record missing, load once) -> their ensemble
+    -> model -> fit, test -> summary
 
 each step one function below.
 """
@@ -24,7 +25,16 @@ from recbole_hetcomp.config import Config
 from recbole_hetcomp.console import FILE_ONLY, PROGRESS, config_summary, in_stage
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.fileio import write_json_atomic
-from recbole_hetcomp.summary import config_essentials, format_summary, n_parameters, plain, summary_rows
+from recbole_hetcomp.summary import (
+    config_essentials,
+    ensemble_row,
+    evaluates_itself,
+    format_summary,
+    n_parameters,
+    plain,
+    summary_rows,
+    teacher_rows,
+)
 from recbole_hetcomp.trainer.trajectory import recording_trainer
 from recbole_hetcomp.trajectory.record import prepare_teachers, save_recorded_trajectory
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, full_sort_inference_time
@@ -63,6 +73,14 @@ def load_data(config, logger):
     check_data(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return train_data, valid_data, test_data
+
+
+def ensemble_line(row, config):
+    """One console line: what the student aims at, before it trains."""
+    metric = str(config["valid_metric"]).lower()
+    score = row["valid_result"].get(metric)
+    shown = f"valid {config['valid_metric']} {score:.4f}" if score is not None else "evaluated"
+    return set_color("ensemble", "green") + f" of the teachers that take part: {shown} (the student's target)"
 
 
 def build_model(config, train_data, student_seed, logger):
@@ -178,18 +196,22 @@ def run_recbole_hetcomp(
     config_files = config_file_list or _config_files
     logger, log_file = start_logging(config, config_files, command_line)
     train_data, valid_data, test_data = load_data(config, logger)
-    teachers = None
+    teachers, rows = None, None
     if uses_teachers(config):
         teachers = prepare_teachers(config, train_data._dataset, run_recbole_hetcomp, config_files, logger)
-        logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
+        rows = teacher_rows(config, teachers)
 
-    rows = None
     with teachers.shared() if teachers is not None else nullcontext():  # every model takes these teachers
+        if teachers is not None:
+            if not evaluates_itself(config):  # (a run of the equal-weight ensemble evaluates it below)
+                rows.append(ensemble_row(config, rows, valid_data, test_data, train_data._dataset))
+                logger.info(ensemble_line(rows[-1], config))
+            logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
         model, trainer, recorder = build_model(config, train_data, student_seed, logger)
         fitted = fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved, logger)
-        if teachers is not None:
-            rows = summary_rows(config, teachers, model, trainer, fitted, valid_data, test_data, train_data._dataset)
-            logger.info(set_color("summary (test)", "yellow") + "\n" + format_summary(rows, config["topk"]))
+    if teachers is not None:
+        rows = summary_rows(config, rows, model, trainer, fitted)
+        logger.info(set_color("summary (test)", "yellow") + "\n" + format_summary(rows, config["topk"]))
     if recorder is not None:
         save_recorded_trajectory(config, model, recorder, fitted, train_data._dataset, valid_data,
                                  fitted["checkpoint_file"], logger)

@@ -86,31 +86,35 @@ def ensemble_row(config, teacher_rows_, valid_data, test_data, train_dataset, ev
     return metric_row("Ensemble", "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result)
 
 
-def summary_rows(config, teachers, model, trainer, fitted, valid_data, test_data, train_dataset):
-    """Teachers, their ensemble and the run's own model, as the summary table shows them.
+def evaluates_itself(config):
+    """Whether the run's own model is the equal-weight ensemble (its row is the run's result)."""
+    return config["model"] == "RankEnsemble" and config["ensemble_weights"] is None
+
+
+def summary_rows(config, rows, model, trainer, fitted):
+    """The summary table: the teachers' and ensemble's ``rows``, then the run's own model.
 
     Args:
         config (Config): the run's config.
-        teachers (TeacherSet): the run's teachers.
+        rows (list of dict): :func:`teacher_rows` and, unless :func:`evaluates_itself`,
+            the :func:`ensemble_row` evaluated before the model trained.
         model (AbstractRecommender): the trained model (best checkpoint loaded).
         trainer (AbstractTrainer): its trainer (``chosen_weights`` for a weighted ensemble).
         fitted (dict): ``valid_result``, ``test_result`` and ``inference_time_s`` of the model.
-        valid_data, test_data (AbstractDataLoader): the run's evaluation data.
-        train_dataset (Dataset): the training split.
 
     Returns:
         list of dict: see :func:`metric_row`.
     """
-    rows = teacher_rows(config, teachers)
-    # A run of the equal-weight ensemble has just evaluated it: not a second time.
-    itself = config["model"] == "RankEnsemble" and config["ensemble_weights"] is None
-    rows.append(ensemble_row(config, rows, valid_data, test_data, train_dataset, fitted if itself else None))
-    if config["model"] != "RankEnsemble":
+    rows = list(rows)
+    if evaluates_itself(config):
+        # A run of the equal-weight ensemble has just evaluated it: not a second time.
+        rows.append(ensemble_row(config, rows, None, None, None, evaluated=fitted))
+    elif config["model"] != "RankEnsemble":
         rows.append(metric_row(
             config["model"], "student", fitted["test_result"], n_parameters(model), fitted["inference_time_s"],
             fitted["valid_result"],
         ))
-    elif config["ensemble_weights"] is not None:
+    else:
         # per teacher that took part (the guard may have dropped some of the configured list)
         weights = getattr(trainer, "chosen_weights", None) or dict(zip(model.teacher_names, model.weights.tolist()))
         rows.append(metric_row(
