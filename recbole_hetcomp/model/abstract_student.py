@@ -65,6 +65,22 @@ class DistillationStudent(GeneralRecommender):
         else:
             raise ConfigError(f"student_init must be xavier_normal or normal, got {init!r}")
 
+    @staticmethod
+    def check_student_settings(config):
+        """The MF student's own keys (``bpr_loss_weight``, ``student_init``, its std), checked.
+
+        Raises:
+            ConfigError: the first bad value, with the rule.
+        """
+        bpr = config["bpr_loss_weight"]
+        if isinstance(bpr, bool) or not isinstance(bpr, (int, float)) or bpr < 0:
+            raise ConfigError(f"bpr_loss_weight must be >= 0, got {bpr!r}")
+        init, std = config["student_init"] or "xavier_normal", config["student_init_std"]
+        if init not in ("xavier_normal", "normal"):
+            raise ConfigError(f"student_init must be xavier_normal or normal, got {init!r}")
+        if init == "normal" and (isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0):
+            raise ConfigError(f"student_init_std must be a number > 0, got {std!r}")
+
     def train_items_of(self, users):
         """Training items of ``users`` as flat ``(rows, cols)`` indices (see :func:`flat_items`)."""
         return flat_items(self.train_indptr, self.train_indices, users)

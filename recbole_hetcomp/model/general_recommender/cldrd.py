@@ -74,36 +74,48 @@ class CLDRD(FinalEnsembleStudent):
         super().__init__(config, dataset)
 
         # load parameters info
+        self.check_settings(config, dataset.item_num)
         self.length = config["cldrd_length"]
-        self.stages = config["cldrd_ordered"]
+        stages = config["cldrd_ordered"]
+        self.stages = [stages] if isinstance(stages, int) else list(stages)
         self.period = config["cldrd_period"]
         self.cldrd_weight = config["cldrd_loss_weight"]
-        self._check_settings(dataset)
 
         # targets, layers, initialization; curriculum state (persistent: in checkpoints)
         self._build_student(config, dataset, self.length)
         self.register_buffer("cldrd_stage", torch.zeros((), dtype=torch.long))
 
-    def _check_settings(self, dataset):
-        if not isinstance(self.length, int) or self.length <= 0:
-            raise ConfigError(f"cldrd_length must be a positive integer, got {self.length!r}")
-        if self.length >= dataset.item_num:
-            raise ConfigError(f"cldrd_length={self.length} is not smaller than the catalogue ({dataset.item_num - 1} items)")
-        stages = self.stages
+    @staticmethod
+    def check_settings(config, n_items):
+        """Refuse bad settings before any teacher or student trains.
+
+        Args:
+            config (Config): the run's config.
+            n_items (int or None): catalogue size including the padding item; None before
+                the data is loaded (the catalogue check is then skipped).
+
+        Raises:
+            ConfigError: the first problem, with the key, the value and the rule.
+        """
+        FinalEnsembleStudent.check_student_settings(config)
+        length, stages, period = config["cldrd_length"], config["cldrd_ordered"], config["cldrd_period"]
+        if not isinstance(length, int) or length <= 0:
+            raise ConfigError(f"cldrd_length must be a positive integer, got {length!r}")
+        if n_items is not None and length >= n_items:
+            raise ConfigError(f"cldrd_length={length} is not smaller than the catalogue ({n_items - 1} items)")
         if isinstance(stages, int):
-            stages = self.stages = [stages]
+            stages = [stages]
         if (
             not isinstance(stages, (list, tuple)) or not stages
-            or not all(isinstance(s, int) and 0 <= s <= self.length for s in stages)
+            or not all(isinstance(s, int) and 0 <= s <= length for s in stages)
         ):
-            raise ConfigError(f"cldrd_ordered must be a non-empty list of integers in [0, cldrd_length={self.length}], got {stages!r}")
+            raise ConfigError(f"cldrd_ordered must be a non-empty list of integers in [0, cldrd_length={length}], got {stages!r}")
         if any(b < a for a, b in zip(stages, stages[1:])):
             raise ConfigError(f"cldrd_ordered must not decrease (the curriculum goes from coarse to fine), got {stages!r}")
-        self.stages = list(stages)
-        if not isinstance(self.period, int) or self.period <= 0:
-            raise ConfigError(f"cldrd_period must be a positive integer (epochs per stage), got {self.period!r}")
-        if self.cldrd_weight is None or self.cldrd_weight < 0:
-            raise ConfigError(f"cldrd_loss_weight must be >= 0, got {self.cldrd_weight!r}")
+        if isinstance(period, bool) or not isinstance(period, int) or period <= 0:
+            raise ConfigError(f"cldrd_period must be a positive integer (epochs per stage), got {period!r}")
+        if not isinstance(config["cldrd_loss_weight"], (int, float)) or config["cldrd_loss_weight"] < 0:
+            raise ConfigError(f"cldrd_loss_weight must be >= 0, got {config['cldrd_loss_weight']!r}")
 
     # --- curriculum -------------------------------------------------------------------
     def stage_at(self, epoch):

@@ -66,26 +66,40 @@ class RRD(FinalEnsembleStudent):
         super().__init__(config, dataset)
 
         # load parameters info
+        self.check_settings(config, dataset.item_num)
         self.k = config["rrd_k"]
         self.n = self.k if config["rrd_n"] is None else config["rrd_n"]
         self.n_negatives = config["rrd_negatives"]
         self.rrd_weight = config["rrd_loss_weight"]
-        self._check_settings(dataset)
 
         # targets, layers, initialization
         self._build_student(config, dataset, self.n)
 
-    def _check_settings(self, dataset):
-        if not isinstance(self.k, int) or self.k <= 0:
-            raise ConfigError(f"rrd_k must be a positive integer, got {self.k!r}")
-        if not isinstance(self.n, int) or self.n < self.k:
-            raise ConfigError(f"rrd_n must be an integer >= rrd_k ({self.k}), got {self.n!r}")
-        if self.n >= dataset.item_num:
-            raise ConfigError(f"rrd_n={self.n} is not smaller than the catalogue ({dataset.item_num - 1} items)")
-        if not isinstance(self.n_negatives, int) or self.n_negatives < 0:
-            raise ConfigError(f"rrd_negatives must be an integer >= 0 (0 = full catalogue), got {self.n_negatives!r}")
-        if self.rrd_weight is None or self.rrd_weight < 0:
-            raise ConfigError(f"rrd_loss_weight must be >= 0, got {self.rrd_weight!r}")
+    @staticmethod
+    def check_settings(config, n_items):
+        """Refuse bad settings before any teacher or student trains.
+
+        Args:
+            config (Config): the run's config.
+            n_items (int or None): catalogue size including the padding item; None before
+                the data is loaded (the catalogue check is then skipped).
+
+        Raises:
+            ConfigError: the first problem, with the key, the value and the rule.
+        """
+        FinalEnsembleStudent.check_student_settings(config)
+        k = config["rrd_k"]
+        n = k if config["rrd_n"] is None else config["rrd_n"]
+        if not isinstance(k, int) or k <= 0:
+            raise ConfigError(f"rrd_k must be a positive integer, got {k!r}")
+        if not isinstance(n, int) or n < k:
+            raise ConfigError(f"rrd_n must be an integer >= rrd_k ({k}), got {n!r}")
+        if n_items is not None and n >= n_items:
+            raise ConfigError(f"rrd_n={n} is not smaller than the catalogue ({n_items - 1} items)")
+        if isinstance(config["rrd_negatives"], bool) or not isinstance(config["rrd_negatives"], int) or config["rrd_negatives"] < 0:
+            raise ConfigError(f"rrd_negatives must be an integer >= 0 (0 = full catalogue), got {config['rrd_negatives']!r}")
+        if not isinstance(config["rrd_loss_weight"], (int, float)) or config["rrd_loss_weight"] < 0:
+            raise ConfigError(f"rrd_loss_weight must be >= 0, got {config['rrd_loss_weight']!r}")
 
     def kd_loss(self, scores, users):
         """``rrd_loss_weight * sum_u L_u`` (see :func:`rrd_loss`).
