@@ -493,6 +493,9 @@ def test_batched_dkc_step_and_targets_equal_per_user_loop():
         for u in range(n_users):
             lists = [traj[x, ckpt[x][u], u].tolist() for x in range(n_teachers)]
             assert targets[u].tolist() == ref_ensemble_topk(lists, n_items, k)
+        # Some users only (those whose checkpoint moved): their rows, in the order asked.
+        some = torch.tensor([u for u in range(n_users) if (u * 7 + call) % 3 == 0][::-1])
+        assert torch.equal(build_targets(traj, state.checkpoint, n_items, k, chunk_size=2, users=some), targets[some])
     assert state.finished()
 
 

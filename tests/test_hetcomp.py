@@ -214,6 +214,19 @@ def test_observed_list_is_fixed_from_the_final_checkpoints_by_default(tiny):
     assert torch.equal(following.observed_targets, before)  # same lists once at the last checkpoint
 
 
+def test_rebuilding_the_moved_users_only_gives_the_full_rebuild(tiny):
+    run(tiny, model="RankEnsemble")
+    _, _, model, _ = load_split_and_model(tiny, observed_source="curriculum")
+    initial = model.targets.clone()
+    moved = torch.tensor([3, 1, 8])
+    model.dkc_checkpoint[:, moved] = (model.dkc_n_checkpoints - 1)[:, None]
+    model.rebuild_targets(moved)
+    assert not torch.equal(model.targets[moved], initial[moved])  # their knowledge really moved
+    targets, observed = model.targets.clone(), model.observed_targets.clone()
+    model.rebuild_targets()
+    assert torch.equal(model.targets, targets) and torch.equal(model.observed_targets, observed)
+
+
 def test_reference_initialisation_is_normal_with_std_001(tiny):
     run(tiny, model="RankEnsemble")
     _, _, model, _ = load_split_and_model(tiny, embedding_size=64)

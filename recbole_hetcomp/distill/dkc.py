@@ -393,6 +393,7 @@ def build_targets(
     weights: Weights = None,
     train_mask_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     chunk_size: int = 4096,
+    users: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Ensemble targets T_u from each teacher's list at the user's checkpoint.
 
@@ -409,19 +410,23 @@ def build_targets(
             needed if the trajectories might contain training items.
         chunk_size: users per chunk (the dense ``[C, n_items]`` score block is
             the memory peak).
+        users: optional LongTensor ``[S]`` of user ids: only their targets are
+            built (a DKC step where only some users moved rebuilds only theirs).
 
     Returns:
-        LongTensor ``[U, k]``, best first, 0-padded where fewer than k items
-        appear in the user's lists (see :func:`rank_ensemble_topk`).
+        LongTensor ``[U, k]`` (``[S, k]`` with ``users``, in their order), best
+        first, 0-padded where fewer than k items appear in the user's lists
+        (see :func:`rank_ensemble_topk`).
     """
     n_teachers, _, n_users, _ = trajectories.shape
     if tuple(checkpoint.shape) != (n_teachers, n_users):
         raise ValueError(f"checkpoint must be [{n_teachers}, {n_users}], got {tuple(checkpoint.shape)}")
-    targets = torch.zeros(n_users, k, dtype=torch.long, device=trajectories.device)
-    for start in range(0, n_users, chunk_size):
-        stop = min(start + chunk_size, n_users)
-        users = torch.arange(start, stop, device=trajectories.device)
-        lists = _lists_at(trajectories, checkpoint[:, start:stop], users)
-        exclude = None if train_mask_fn is None else train_mask_fn(users)
-        targets[start:stop] = rank_ensemble_topk(lists, n_items, k, temperature, weights, exclude)
+    if users is None:
+        users = torch.arange(n_users, device=trajectories.device)
+    targets = torch.zeros(len(users), k, dtype=torch.long, device=trajectories.device)
+    for start in range(0, len(users), chunk_size):
+        chunk = users[start : start + chunk_size]
+        lists = _lists_at(trajectories, checkpoint[:, chunk], chunk)
+        exclude = None if train_mask_fn is None else train_mask_fn(chunk)
+        targets[start : start + len(chunk)] = rank_ensemble_topk(lists, n_items, k, temperature, weights, exclude)
     return targets

@@ -118,6 +118,7 @@ class HetCompTrainer(Trainer):
         ended = state.switched if self.akt_mode == "adaptive" else self.curriculum_done(state)
         if not ended:
             student = self.model.student_topk(self.model.depth)
+            before = state.checkpoint.clone()
             stats = dkc_step(
                 state, self.model.trajectories, None, student, epoch=epoch_idx,
                 alpha=self.dkc_alpha, decay=self.dkc_decay, period=self.dkc_period,
@@ -125,7 +126,10 @@ class HetCompTrainer(Trainer):
                 temperature=self.model.temperature,
             )
             self.model.store_curriculum(state)
-            self.model.rebuild_targets()
+            # Only users whose checkpoint moved get new targets (none after a measuring step).
+            moved = (state.checkpoint != before).any(dim=0).nonzero().squeeze(1)
+            if len(moved):
+                self.model.rebuild_targets(moved)
         else:
             stats = {"tau": float("nan"), "frac_advanced": 0.0, "mean_discrepancy": float("nan"), "n_advanced": 0}
         users = self.model.curriculum_users

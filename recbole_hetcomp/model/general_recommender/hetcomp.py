@@ -168,22 +168,33 @@ class HetComp(DistillationStudent):
         self.akt_stage.fill_(STAGE_DETAILED if state.switched else STAGE_OVERALL)
 
     @torch.no_grad()
-    def rebuild_targets(self):
-        """Rebuild T_u and O_u from each teacher's list at the user's current checkpoint."""
-        self.targets.copy_(
-            build_targets(
-                self.trajectories, self.dkc_checkpoint, self.n_items, self.k, self.temperature,
-                weights=self.teacher_weights, chunk_size=self.chunk_size,
-            )
-        )
-        if self.n_observed and self.observed_source == "curriculum":
-            self.observed_targets.copy_(self._observed_at(self.dkc_checkpoint))
+    def rebuild_targets(self, users=None):
+        """Rebuild T_u and O_u from each teacher's list at the user's current checkpoint.
 
-    def _observed_at(self, checkpoint):
+        Args:
+            users (torch.Tensor, optional): long [S] ids of the users whose checkpoints
+                moved; only their rows are rebuilt (the others' are unchanged). None: all.
+        """
+        targets = build_targets(
+            self.trajectories, self.dkc_checkpoint, self.n_items, self.k, self.temperature,
+            weights=self.teacher_weights, chunk_size=self.chunk_size, users=users,
+        )
+        if users is None:
+            self.targets.copy_(targets)
+        else:
+            self.targets[users] = targets
+        if self.n_observed and self.observed_source == "curriculum":
+            observed = self._observed_at(self.dkc_checkpoint, users)
+            if users is None:
+                self.observed_targets.copy_(observed)
+            else:
+                self.observed_targets[users] = observed
+
+    def _observed_at(self, checkpoint, users=None):
         """O_u: the rank ensemble of the teachers' observed lists at ``checkpoint`` [M, U]."""
         return build_targets(
             self.observed_trajectories, checkpoint, self.n_items, self.n_observed,
-            self.temperature, weights=self.teacher_weights, chunk_size=self.chunk_size,
+            self.temperature, weights=self.teacher_weights, chunk_size=self.chunk_size, users=users,
         )
 
     def train_mask(self, users):
