@@ -67,6 +67,15 @@ ROWS = {
     "hetcomp-period5": ("HetComp, DKC every 5 epochs from epoch 5", "HetComp",
                         dict(SCHEDULE_300, dkc_start=5, dkc_period=5), [], True),
 }
+# What closes the gap to the ensemble (issue: sparse data): larger students, each distilled
+# (HetComp, final checkpoints only; reference profile) and trained alone (BPR, lr 0.001).
+STUDENT_SIZES = (16, 32, 64)
+for _d in STUDENT_SIZES:
+    ROWS[f"hetcomp-reference-d{_d}"] = (f"HetComp d{_d}, reference profile", "HetComp", {"embedding_size": _d}, [REFERENCE], True)
+    ROWS[f"final-only-reference-d{_d}"] = (f"HetComp d{_d}, final checkpoints only, reference profile", "HetComp",
+                                          {"embedding_size": _d, "hetcomp_checkpoints": "final"}, [REFERENCE], True)
+    ROWS[f"no-kd-lr0.001-d{_d}"] = (f"no-KD BPR d{_d}, lr 0.001", "BPR", dict(NO_KD, embedding_size=_d, learning_rate=0.001),
+                                    [], True)
 
 METRICS = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20", "recall@50"]
 
@@ -161,17 +170,22 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         "switch_epoch": switch[0] if switch else None,
         "wall_time_s": round(time.time() - start, 1), "threads": args.threads,
         "parameters": result.get("parameters"), "ensemble_weights": result.get("ensemble_weights"),
+        # full-sort serving time of all users, measured inside the run (on a busy machine: noisy)
+        "inference_time_s": result.get("inference_time_s"),
         "config": result.get("config"),
     }
     if slug == "ensemble":
         payload["teacher_rows"] = [r for r in result.get("rows", []) if r["kind"].startswith("teacher")]
+        # the ensemble serves at every member's cost plus the aggregation
+        payload["inference_time_s"] = next((r["inference_time_s"] for r in result.get("rows", []) if r["name"] == "Ensemble"), None)
         payload["teacher_checkpoints"] = teacher_checkpoints(os.path.join(traj_dir, args.dataset))
     write_json(out, payload)
     return out, "new"
 
 
 def teacher_checkpoints(folder):
-    """Each teacher's kept checkpoints: epochs, validation scores, number of validations."""
+    """Each teacher's kept checkpoints (epochs, validation scores), its validation curve
+    ([epoch, score] at every validation) and the popularity ranking's validation score."""
     from recbole_hetcomp.trajectory.store import load_trajectory
 
     found = {}
@@ -181,6 +195,8 @@ def teacher_checkpoints(folder):
             found[name[: -len(".safetensors")]] = {
                 "epochs": meta.get("checkpoint_epochs"), "valid_scores": meta.get("checkpoint_valid_scores"),
                 "validations": len(meta.get("all_validations") or []), "valid_metric": meta.get("valid_metric"),
+                "curve": [list(v) for v in meta.get("all_validations") or []],
+                "popularity_valid_score": meta.get("popularity_valid_score"),
             }
     return found
 

@@ -19,8 +19,11 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
          ("hetcomp", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only")]
+SIZES = (16, 32, 64)
+PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp", "final-only", "final-only-reference",
          "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5"]
+ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
 
@@ -140,6 +143,7 @@ def write_report(folders, report_path, plots=False):
 
 def make_plots(runs, report_path):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -179,5 +183,53 @@ def make_plots(runs, report_path):
     path = f"{stem}-validation.png"
     fig.savefig(path, dpi=110)
     figures.append(f"![validation NDCG@20]({os.path.basename(path)})")
+    teachers = (runs.get("ensemble") or [{}])[0].get("teacher_checkpoints") or {}
+    if any(c.get("curve") for c in teachers.values()):
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        for i, (name, c) in enumerate(sorted(teachers.items())):
+            if c.get("curve"):
+                ax.plot(*zip(*c["curve"]), color=f"C{i}", linewidth=1, label=name)
+                ax.plot(c["epochs"], c["valid_scores"], "o", color=f"C{i}", markersize=4)
+            if c.get("popularity_valid_score") is not None:
+                ax.axhline(c["popularity_valid_score"], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("teacher epoch")
+        ax.set_ylabel(f"validation {next(iter(teachers.values())).get('valid_metric')}")
+        ax.set_title("teachers' validation curves (dots: kept checkpoints; dotted: popularity)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = f"{stem}-teachers.png"
+        fig.savefig(path, dpi=110)
+        figures.append(f"![teachers' validation curves]({os.path.basename(path)})")
+    points = serving_points(runs)
+    if len(points) > 1:
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        for label, seconds, score in points:
+            ax.plot(seconds, score, "o")
+            ax.annotate(label, (seconds, score), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("full-sort serving time of all users, s (log; measured inside each run)")
+        ax.set_ylabel("test NDCG@20")
+        fig.tight_layout()
+        path = f"{stem}-serving.png"
+        fig.savefig(path, dpi=110)
+        figures.append(f"![accuracy against serving time]({os.path.basename(path)})")
     plt.close("all")
     return figures
+
+
+def serving_points(runs):
+    """(label, serving seconds, test NDCG@20) per model: teachers, the ensemble, each student row (seed means)."""
+    points = []
+    ensemble = (runs.get("ensemble") or [{}])[0]
+    for t in ensemble.get("teacher_rows") or []:
+        if t.get("inference_time_s"):
+            points.append((t["name"], t["inference_time_s"], t["test_result"].get(MAIN)))
+    if ensemble.get("inference_time_s"):
+        points.append(("ensemble", ensemble["inference_time_s"], ensemble["test_result"][MAIN]))
+    for slug in ORDER:
+        rs = [r for r in runs.get(slug, []) if r.get("inference_time_s") and r["student_seed"] is not None]
+        if rs and slug != "no-kd":
+            points.append((slug, statistics.mean(r["inference_time_s"] for r in rs),
+                           statistics.mean(r["test_result"][MAIN] for r in rs)))
+    return points

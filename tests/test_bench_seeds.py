@@ -39,6 +39,11 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     assert one["test_result"] != two["test_result"]  # the seed moves the student
     assert one["curriculum"] and "ndcg@20" in one["valid_history"][0]  # every metric per validation
     assert one["settings"]["overrides"]["epochs"] == 300 and one["settings"]["set"]["epochs"] == 4  # --set wins
+    assert one["inference_time_s"] > 0  # serving time of the student, for the accuracy/serving figure
+    teachers = json.loads((tmp_path / "results" / "ensemble" / "run.json").read_text())["teacher_checkpoints"]
+    bpr = teachers["BPR"]
+    assert len(bpr["curve"]) == bpr["validations"] > 1 and bpr["popularity_valid_score"] > 0  # the teacher's curve
+    assert [e for e, _ in bpr["curve"] if e in bpr["epochs"]] == bpr["epochs"]  # kept checkpoints lie on it
 
     again = bench(tmp_path, *rows)
     assert again.returncode == 0 and again.stdout.count(": kept") == 4, again.stdout
@@ -54,3 +59,17 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     page = report.read_text()
     assert "| HetComp, 300-epoch schedule | 1,2 |" in page
     assert "HetComp, 300-epoch schedule − HetComp, final checkpoints only, 300-epoch schedule | 2 |" in page
+
+
+def test_serving_points_are_one_per_model_with_seed_means():
+    sys.path.insert(0, REPO)
+    from benchmarks.report_seeds import serving_points
+
+    runs = {
+        "ensemble": [{"student_seed": None, "inference_time_s": 0.9, "test_result": {"ndcg@20": 0.37},
+                      "teacher_rows": [{"name": "BPR", "inference_time_s": 0.1, "test_result": {"ndcg@20": 0.33}}]}],
+        "hetcomp-reference": [{"student_seed": k, "inference_time_s": t, "test_result": {"ndcg@20": v}}
+                              for k, t, v in ((1, 0.02, 0.35), (2, 0.04, 0.36))],
+    }
+    assert serving_points(runs) == [("BPR", 0.1, 0.33), ("ensemble", 0.9, 0.37),
+                                    ("hetcomp-reference", 0.03, 0.355)]
