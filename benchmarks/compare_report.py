@@ -136,7 +136,10 @@ def build_report(measurements, results, invocations, work):
     student_time = seconds.get("HetComp")
     ensemble_time = None
     if timings["teachers_complete"]:
-        ensemble_time = sum(v for k, v in seconds.items() if k.startswith("teacher ")) + seconds["ensemble aggregation"]
+        # a teacher the guard left out is not served by the ensemble
+        left_out = {f"teacher {t['name']}" for t in teacher_rows[:-1] if t.get("kind") == "teacher (left out: weak)"}
+        ensemble_time = sum(v for k, v in seconds.items() if k.startswith("teacher ") and k not in left_out) \
+            + seconds["ensemble aggregation"]
 
     def row(name, kind, result=None, plain=None, inference=None):
         plain = plain or {}
@@ -157,7 +160,8 @@ def build_report(measurements, results, invocations, work):
 
     rows = []
     for t in teacher_rows[:-1]:
-        rows.append(row(t["name"], "teacher", plain=t, inference=seconds.get(f"teacher {t['name']}")))
+        # "teacher", or "teacher (left out: weak)" / "teacher (weak, kept)" (the teacher guard's mark)
+        rows.append(row(t["name"], t.get("kind", "teacher"), plain=t, inference=seconds.get(f"teacher {t['name']}")))
     rows.append(row("Ensemble (equal weights)", "ensemble", plain=teacher_rows[-1], inference=ensemble_time))
     weighted = results[WEIGHTED_ROW]
     weights = weighted.get("ensemble_weights")
