@@ -83,6 +83,24 @@ def ensemble_line(row, config):
     return set_color("ensemble", "green") + f" of the teachers that take part: {shown} (the student's target)"
 
 
+def weights_on_validation(config, train_dataset, valid_data):
+    """A student's ``ensemble_weights: validation``: the teachers' weights the rank
+    ensemble's search chooses on validation (:class:`RankEnsembleTrainer`), set in the
+    config before the student is built, so its targets (and its checkpoint's config) use them.
+
+    Returns:
+        dict: teacher -> chosen weight (the teachers that take part).
+    """
+    from recbole_hetcomp.model.general_recommender.rankensemble import RankEnsemble
+    from recbole_hetcomp.trainer.rankensemble import RankEnsembleTrainer
+    from recbole_hetcomp.trainer.base import plugin_trainer
+
+    ensemble = RankEnsemble(config, train_dataset).to(config["device"])
+    chosen = plugin_trainer(RankEnsembleTrainer)(config, ensemble).search_weights(valid_data)
+    config["ensemble_weights"] = [chosen[name] for name in ensemble.teacher_names]
+    return chosen
+
+
 def build_model(config, train_data, student_seed, logger):
     """The model and its trainer (recording the trajectory when ``record_trajectory``).
 
@@ -196,7 +214,7 @@ def run_recbole_hetcomp(
     config_files = config_file_list or _config_files
     logger, log_file = start_logging(config, config_files, command_line)
     train_data, valid_data, test_data = load_data(config, logger)
-    teachers, rows = None, None
+    teachers, rows, chosen = None, None, None
     if uses_teachers(config):
         teachers = prepare_teachers(config, train_data._dataset, run_recbole_hetcomp, config_files, logger)
         rows = teacher_rows(config, teachers)
@@ -206,6 +224,8 @@ def run_recbole_hetcomp(
             if not evaluates_itself(config):  # (a run of the equal-weight ensemble evaluates it below)
                 rows.append(ensemble_row(config, rows, valid_data, test_data, train_data._dataset))
                 logger.info(ensemble_line(rows[-1], config))
+            if config["model"] != "RankEnsemble" and config["ensemble_weights"] == "validation":
+                chosen = weights_on_validation(config, train_data._dataset, valid_data)
             logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
         model, trainer, recorder = build_model(config, train_data, student_seed, logger)
         fitted = fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved, logger)
@@ -217,6 +237,8 @@ def run_recbole_hetcomp(
                                  fitted["checkpoint_file"], logger)
 
     result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder)
+    if chosen is not None:
+        result["ensemble_weights"] = chosen
     if config["result_file"] and is_writer(config):
         write_json_atomic(config["result_file"], result)
         logger.info(f"results written to {config['result_file']}")

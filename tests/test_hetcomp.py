@@ -316,8 +316,17 @@ def test_teacher_weights_shape_the_targets(tiny):
     assert not torch.equal(equal.targets[users], alone[users])
     with pytest.raises(ConfigError, match="ensemble_weights must be one weight >= 0 per teacher"):
         load_split_and_model(tiny, ensemble_weights=[1.0])
-    with pytest.raises(ConfigError, match="validation is a RankEnsemble option"):
+    with pytest.raises(ConfigError, match="validation is chosen by a run"):
         load_split_and_model(tiny, ensemble_weights="validation")
+
+
+def test_a_run_chooses_the_students_teacher_weights_on_validation(tiny):
+    searched = run(tiny, model="RankEnsemble", ensemble_weights="validation")
+    student = run(tiny, epochs=2, ensemble_weights="validation")
+    assert student["ensemble_weights"] == searched["ensemble_weights"]  # the rank ensemble's search, same choice
+    checkpoint = torch.load(student["checkpoint_file"], weights_only=False)
+    names = [r["name"] for r in student["rows"] if r["kind"] == "teacher"]
+    assert checkpoint["config"]["ensemble_weights"] == [searched["ensemble_weights"][n] for n in names]
 
 
 def test_detailed_only_ablation_still_runs_the_curriculum(tiny):

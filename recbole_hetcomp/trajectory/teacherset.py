@@ -206,7 +206,7 @@ class TeacherSet:
             list of float or None: one weight per member; None for equal weights.
 
         Raises:
-            ConfigError: ``validation`` (a RankEnsemble option), a list of the wrong length,
+            ConfigError: ``validation`` (resolved by a run, not here), a list of the wrong length,
                 or weights that are negative or all 0.
         """
         weights = self.ensemble_weights(weights)
@@ -214,8 +214,8 @@ class TeacherSet:
             return None
         if weights == "validation":
             raise ConfigError(
-                "ensemble_weights: validation is a RankEnsemble option; run --model=RankEnsemble "
-                "--ensemble_weights=validation and give the weights it logs as a list here"
+                "ensemble_weights: validation is chosen by a run (run_recbole_hetcomp searches the weights on "
+                "validation before it builds the student); a student built directly needs a list of weights"
             )
         rule = "ensemble_weights must be one weight >= 0 per teacher, at least one > 0"
         if not isinstance(weights, (list, tuple)) or len(weights) != len(self.members):
