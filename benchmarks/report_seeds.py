@@ -170,7 +170,7 @@ def make_plots(runs, report_path):
     figures.append(f"![curriculum]({os.path.basename(path)})")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference"):
+    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference", "final-only-reference"):
         for j, r in enumerate(runs.get(slug, [])):
             points = [(h["epoch"], h.get(MAIN)) for h in r["valid_history"] if isinstance(h, dict) and MAIN in h]
             if points:
