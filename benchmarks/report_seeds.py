@@ -50,6 +50,14 @@ def load(folders):
     return runs
 
 
+def members(runs, run):
+    """The teachers a student learned from (in the order of its curriculum means): its
+    teachers minus those the guard left out (marked in the ensemble row's teacher rows)."""
+    rows = (runs.get("ensemble") or [{}])[0].get("teacher_rows") or []
+    left_out = {t["name"] for t in rows if t.get("kind") == "teacher (left out: weak)"}
+    return [t for t in run["teachers"] if t not in left_out]
+
+
 def mean_std(values):
     if not values:
         return float("nan"), float("nan")
@@ -115,7 +123,7 @@ def write_report(folders, report_path, plots=False):
     for slug in ("hetcomp-reference", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5"):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
-            means = ", ".join(f"{t} {m:.2f}" for t, m in zip(r["teachers"], at["mean_checkpoint"])) if at else "-"
+            means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
             lines.append(f"| {r['row']} | {r['student_seed']} | {r['switch_epoch']} | {means} |")
     if "ensemble" in runs and ensemble.get("teacher_rows"):
         checkpoints = ensemble.get("teacher_checkpoints") or {}
@@ -125,7 +133,8 @@ def write_report(folders, report_path, plots=False):
         for t in ensemble["teacher_rows"]:
             c = checkpoints.get(t["name"], {})
             kept = ", ".join(f"{e}: {v:.3f}" for e, v in zip(c.get("epochs") or [], c.get("valid_scores") or []))
-            lines.append(f"| {t['name']} | {t['test_result'].get(MAIN, float('nan')):.4f} | "
+            mark = {"teacher (left out: weak)": " (left out: weak)", "teacher (weak, kept)": " (weak, kept)"}.get(t.get("kind"), "")
+            lines.append(f"| {t['name']}{mark} | {t['test_result'].get(MAIN, float('nan')):.4f} | "
                          f"{t['test_result'].get('recall@50', float('nan')):.4f} | {c.get('validations', '-')} | {kept or '-'} |")
     if plots:
         lines += ["", *make_plots(runs, report_path)]
@@ -155,7 +164,7 @@ def make_plots(runs, report_path):
         if slug not in runs:
             continue
         r = runs[slug][0]
-        for i, teacher in enumerate(r["teachers"]):
+        for i, teacher in enumerate(members(runs, r)):
             ax.plot([c["epoch"] for c in r["curriculum"]], [c["mean_checkpoint"][i] for c in r["curriculum"]],
                     marker=".", label=teacher)
         if r["switch_epoch"] is not None:
