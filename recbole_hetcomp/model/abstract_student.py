@@ -40,10 +40,9 @@ class DistillationStudent(GeneralRecommender):
                 ``student_init_std``.
             dataset (Dataset): the training split.
         """
+        self.check_student_settings(config)
         self.embedding_size = config["embedding_size"]
         self.bpr_weight = config["bpr_loss_weight"]
-        if not isinstance(self.bpr_weight, (int, float)) or self.bpr_weight < 0:
-            raise ConfigError(f"bpr_loss_weight must be >= 0, got {self.bpr_weight!r}")
         history, _, _ = dataset.history_item_matrix()
         self.register_buffer("history", history.long(), persistent=False)  # [n_users, max_len], 0-padded
         # The same sets in CSR form, for the losses (see flat_items).
@@ -53,17 +52,12 @@ class DistillationStudent(GeneralRecommender):
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.bpr_loss = BPRLoss()
-        init, std = config["student_init"] or "xavier_normal", config["student_init_std"]
-        if init == "normal":
+        if (config["student_init"] or "xavier_normal") == "normal":
             # The HetComp reference initialises both embedding tables from N(0, std^2).
-            if isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0:
-                raise ConfigError(f"student_init_std must be a number > 0, got {std!r}")
             for table in (self.user_embedding, self.item_embedding):
-                nn.init.normal_(table.weight, mean=0.0, std=float(std))
-        elif init == "xavier_normal":
-            self.apply(xavier_normal_initialization)
+                nn.init.normal_(table.weight, mean=0.0, std=float(config["student_init_std"]))
         else:
-            raise ConfigError(f"student_init must be xavier_normal or normal, got {init!r}")
+            self.apply(xavier_normal_initialization)
 
     @staticmethod
     def check_student_settings(config):

@@ -122,7 +122,7 @@ class HetComp(DistillationStudent):
             )
         if not isinstance(n_observed, int) or n_observed < 0:
             problems.append(f"observed_k must be an integer >= 0, got {n_observed!r}")
-        for key in ("overall_loss_weight", "detailed_loss_weight", "bpr_loss_weight"):
+        for key in ("overall_loss_weight", "detailed_loss_weight"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 problems.append(f"{key} must be >= 0, got {config[key]!r}")
         if not isinstance(config["dkc_alpha"], (int, float)) or config["dkc_alpha"] <= 0:
@@ -136,11 +136,6 @@ class HetComp(DistillationStudent):
         floor = config["log_denominator_floor"]
         if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float)) or floor < 0):
             problems.append(f"log_denominator_floor must be a number >= 0 (0 or ~ for none), got {floor!r}")
-        if config["student_init"] not in (None, "xavier_normal", "normal"):
-            problems.append(f"student_init must be xavier_normal or normal, got {config['student_init']!r}")
-        std = config["student_init_std"]
-        if config["student_init"] == "normal" and (isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0):
-            problems.append(f"student_init_std must be a number > 0, got {std!r}")
         for key in ("dkc_start", "dkc_period"):
             if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
                 problems.append(f"{key} must be an integer >= 0, got {config[key]!r}")
@@ -148,6 +143,7 @@ class HetComp(DistillationStudent):
             problems.append(f"akt_mode must be adaptive, overall or detailed, got {config['akt_mode']!r}")
         if problems:
             raise ConfigError(problems[0])
+        DistillationStudent.check_student_settings(config)  # bpr_loss_weight, student_init and its std
 
     # --- curriculum -------------------------------------------------------------------
     @property
