@@ -106,8 +106,9 @@ class TeacherSet:
     # The set a pipeline run shares with the models it builds (see :meth:`shared`).
     _shared = None
 
-    def __init__(self, specs, trajectories, weak, members, fingerprint, paths):
+    def __init__(self, specs, trajectories, weak, members, fingerprint, paths, train_dataset=None):
         self.specs = specs
+        self.train_dataset = train_dataset  # the split it was checked against (no re-hash for the same object)
         self.all = trajectories
         self.weak = weak
         self.members = members
@@ -155,7 +156,7 @@ class TeacherSet:
                 )
             trajectories.append(trajectory)
         members, weak = guard_teachers(trajectories, config, logger)
-        return cls(specs, trajectories, weak, members, fingerprint, paths)
+        return cls(specs, trajectories, weak, members, fingerprint, paths, train_dataset)
 
     @classmethod
     def of(cls, config, train_dataset):
@@ -165,7 +166,8 @@ class TeacherSet:
         if shared is not None:
             paths = [trajectory_path(config["trajectory_dir"], config["dataset"], name)
                      for name, _, _ in parse_teachers(config["teachers"])]
-            if paths == shared.paths and dataset_fingerprint(config, train_dataset) == shared.fingerprint:
+            same_split = train_dataset is shared.train_dataset or dataset_fingerprint(config, train_dataset) == shared.fingerprint
+            if paths == shared.paths and same_split:
                 return shared
         return cls.load(config, train_dataset)
 
