@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -126,7 +125,11 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         if done["settings"] != settings or (traj_hash and done["trajectory_hash"] != traj_hash):
             raise SystemExit(f"{out} was computed under other settings or teachers: move it away or use another --out")
         return out, "kept"
-    work = tempfile.mkdtemp(prefix=f"{slug}-", dir=args.work)
+    # One folder per row and seed: a run killed with the session leaves its best checkpoint
+    # there, and the next invocation continues it (resume_file: same numbers as a run never killed).
+    work = os.path.join(args.work, f"{slug}-seed{seed}" if seeded else slug)
+    os.makedirs(work, exist_ok=True)
+    resume = latest_checkpoint(work, model) if seeded else None
     row_settings = dict(overrides, **dict(args.set))
     if row_settings.get("ensemble_weights") == WEIGHTS_FROM:
         row_settings["ensemble_weights"] = chosen_weights(args)
@@ -143,10 +146,13 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         command.append(f"--data_path={os.path.abspath(args.data_path)}")
     if seeded:
         command.append(f"--student_seed={seed}")
+    if resume:
+        command.append(f"--resume_file={resume}")
+        print(f"{slug} seed {seed}: continuing from {os.path.relpath(resume, args.work)}", flush=True)
     path = os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=path)
     start = time.time()
-    with open(os.path.join(work, "console.log"), "w", encoding="utf-8") as log:
+    with open(os.path.join(work, "console.log"), "a" if resume else "w", encoding="utf-8") as log:
         code = subprocess.call(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         with open(os.path.join(work, "console.log"), encoding="utf-8") as log:
@@ -169,6 +175,8 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         "teachers": [r["name"] for r in result.get("rows", []) if r["kind"].startswith("teacher")],
         "switch_epoch": switch[0] if switch else None,
         "wall_time_s": round(time.time() - start, 1), "threads": args.threads,
+        # a continued run: wall_time_s is the last process's only; epoch times cover the whole run
+        "resumed_from": os.path.basename(resume) if resume else None,
         "parameters": result.get("parameters"), "ensemble_weights": result.get("ensemble_weights"),
         # full-sort serving time of all users, measured inside the run (on a busy machine: noisy)
         "inference_time_s": result.get("inference_time_s"),
@@ -181,6 +189,14 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         payload["teacher_checkpoints"] = teacher_checkpoints(os.path.join(traj_dir, args.dataset))
     write_json(out, payload)
     return out, "new"
+
+
+def latest_checkpoint(work, model):
+    """The newest checkpoint of ``model`` an earlier (killed) run left in ``work``, or None."""
+    saved = os.path.join(work, "saved")
+    found = [os.path.join(saved, f) for f in os.listdir(saved) if f.startswith(f"{model}-") and f.endswith(".pth")] \
+        if os.path.isdir(saved) else []
+    return max(found, key=os.path.getmtime) if found else None
 
 
 def teacher_checkpoints(folder):

@@ -30,6 +30,7 @@ def check_settings(config):
             cannot be downloaded.
     """
     check_result_file(config["result_file"])
+    check_resume_file(config)
     student_seed = check_student_seed(config)
     model_class = config.model_class
     if getattr(model_class, "uses_teachers", False):
@@ -154,3 +155,56 @@ def check_trajectory_settings(config):
         raise ConfigError(f"trajectory_dir {config['trajectory_dir']} cannot be created ({err.strerror}): choose another --trajectory_dir") from None
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"trajectory folder {folder} is not writable: choose another --trajectory_dir")
+
+
+def check_resume_file(config):
+    """``resume_file`` must be an existing checkpoint, and not for a teacher being recorded."""
+    path = config["resume_file"]
+    if not path:
+        return
+    if not os.path.isfile(path):
+        raise ConfigError(f"resume_file {path} does not exist: give the checkpoint an interrupted run wrote (saved/<Model>-....pth)")
+    if config["record_trajectory"]:
+        raise ConfigError("resume_file cannot continue a teacher's recording (its trajectory is kept in memory "
+                          "until it ends): record the teacher again, without --resume_file")
+
+
+# Settings that may change when a run is resumed: where files go, how much is shown, how
+# many threads, and the epoch cap (to extend a run). Any other difference would make the
+# continued run something no uninterrupted run computes.
+RESUME_MAY_CHANGE = {
+    "resume_file", "result_file", "epochs", "show_progress", "state", "progress_interval", "torch_num_threads",
+    "checkpoint_dir", "trajectory_dir", "data_path", "log_tensorboard", "check_keys", "eval_batch_size",
+    "worker", "gpu_id", "use_gpu", "device", "download", "dataset_downloads",
+}
+
+
+def check_resume_compatible(config, checkpoint, path):
+    """Refuse a checkpoint written by another model or under other settings (first difference named)."""
+    saved = checkpoint.get("config")
+    if saved is None or "rng_state" not in checkpoint:
+        raise ConfigError(f"resume_file {path} is not a checkpoint written by this plugin: start the run over")
+    if str(saved["model"]).lower() != str(config["model"]).lower():
+        raise ConfigError(f"resume_file {path} was written by model {saved['model']}, not {config['model']}: "
+                          f"give a {config['model']} checkpoint")
+    if (checkpoint["rng_state"] or {}).get("batch_order") is None:
+        raise ConfigError(f"resume_file {path} holds no batch order (written before 2026-12-04): "
+                          f"it cannot be continued exactly; start the run over")
+    now, then = config.final_config_dict, saved.final_config_dict
+    for key in sorted(set(now) | set(then)):
+        if key in RESUME_MAY_CHANGE:
+            continue
+        if _comparable(now.get(key)) != _comparable(then.get(key)):
+            raise ConfigError(f"resume_file {path} was written with {key}={then.get(key)!r}, this run has "
+                              f"{key}={now.get(key)!r}: resume with the same settings (only {', '.join(sorted(RESUME_MAY_CHANGE - {'resume_file'}))} may change)")
+
+
+def _comparable(value):
+    """Config values as plain data (enums and tuples as their text)."""
+    if isinstance(value, dict):
+        return {str(k): _comparable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -78,10 +78,14 @@ def interrupted_message():
     """One line: what an interrupted run kept, and how to resume it."""
     folder, done, total = PROGRESS.get("trajectory_folder"), PROGRESS.get("teachers_done", []), PROGRESS.get("teachers")
     stage = PROGRESS.get("stage", "starting")
+    checkpoint = PROGRESS.get("checkpoint")
+    resume = (f"; its best checkpoint so far is {checkpoint}: add --resume_file={checkpoint} to continue from it"
+              if checkpoint and os.path.isfile(checkpoint) else "")
     if not folder:
-        return f"interrupted ({stage}); nothing was kept"
+        return f"interrupted ({stage}); " + (f"nothing else was kept{resume}" if resume else "nothing was kept")
     kept = f"{len(done)} of {total} teacher trajectories kept in {folder}" + (f" ({', '.join(done)})" if done else "")
-    return f"interrupted ({stage}): {kept}; run the same command again to resume (recorded teachers are reused, the student starts over)"
+    return (f"interrupted ({stage}): {kept}; run the same command again to resume (recorded teachers are reused, "
+            f"the student starts over{resume})")
 
 
 def console_handler():

@@ -125,11 +125,34 @@ def build_model(config, train_data, student_seed, logger):
     return model, trainer, trainer.recorder
 
 
+def resume_model(config, trainer, logger):
+    """``resume_file``: continue from a checkpoint an interrupted run of the same settings wrote.
+
+    The checkpoint holds the model, the optimiser, every random state (batch order included),
+    the trainer's state (a student's curriculum) and the history; training continues after
+    the checkpoint's epoch and ends with the numbers of an uninterrupted run. New best
+    checkpoints overwrite the resumed file (atomically).
+
+    Raises:
+        ConfigError: the checkpoint was written by another model or under other settings.
+    """
+    from recbole_hetcomp.checks import check_resume_compatible
+    from recbole_hetcomp.compat import load_own_checkpoint
+
+    path = config["resume_file"]
+    check_resume_compatible(config, load_own_checkpoint(path, "cpu"), path)
+    checkpoint = trainer.resume_checkpoint(path)
+    logger.info(f"resumed from {path}: best valid {config['valid_metric']} {float(checkpoint['best_valid_score']):.4f} "
+                f"so far; training continues at epoch {trainer.start_epoch}")
+
+
 def fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved, logger):
     """RecBole's fit, then the test with the best checkpoint, then the serving time."""
     fit_start = time()
     if config["record_trajectory"] is not True:
         PROGRESS["stage"] = f"training {config['model']}"
+        if saved:
+            PROGRESS["checkpoint"] = trainer.saved_model_file  # what an interrupted run can resume from
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
@@ -228,6 +251,8 @@ def run_recbole_hetcomp(
                 chosen = weights_on_validation(config, train_data._dataset, valid_data)
             logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
         model, trainer, recorder = build_model(config, train_data, student_seed, logger)
+        if config["resume_file"]:
+            resume_model(config, trainer, logger)
         fitted = fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved, logger)
     if teachers is not None:
         rows = summary_rows(config, rows, model, trainer, fitted)

@@ -73,3 +73,30 @@ def test_serving_points_are_one_per_model_with_seed_means():
     }
     assert serving_points(runs) == [("BPR", 0.1, 0.33), ("ensemble", 0.9, 0.37),
                                     ("hetcomp-reference", 0.03, 0.355)]
+
+
+def test_a_row_left_unfinished_continues_from_its_checkpoint_to_the_same_numbers(tmp_path):
+    write_tiny_dataset(tmp_path / "data")
+    (tmp_path / "protocol.yaml").write_text(
+        "teachers: [BPR, EASE]\nteacher_defaults: {epochs: 4, eval_step: 1}\nhetcomp_k: 20\ndetailed_long: 20\n"
+        "discrepancy_depth: 20\ntrajectory_topn: 20\n"
+    )
+    rows = ["--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT[2:]]
+
+    def row(out, work, epochs):
+        done = subprocess.run(
+            [sys.executable, BENCH, "--dataset=tiny", f"--data_path={tmp_path / 'data'}",
+             f"--config_files={tmp_path / 'protocol.yaml'}", f"--work={tmp_path / work}", f"--out={tmp_path / out}",
+             "--jobs=1", "--threads=1", *rows, "--set", f"epochs={epochs}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+        return done.stdout, json.loads((tmp_path / out / "hetcomp" / "seed1.json").read_text())
+
+    # A run cut short (as by the end of a session) leaves its best checkpoint in work/hetcomp-seed1/.
+    row("cut", "work", epochs=3)
+    log, continued = row("continued", "work", epochs=7)
+    assert "hetcomp seed 1: continuing from hetcomp-seed1/saved/HetComp-" in log
+    _, never_cut = row("never-cut", "fresh-work", epochs=7)
+    assert continued["resumed_from"] and never_cut["resumed_from"] is None
+    assert continued["test_result"] == never_cut["test_result"]
+    assert continued["valid_history"] == never_cut["valid_history"]

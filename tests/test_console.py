@@ -45,3 +45,13 @@ def test_pipeline_console_is_short_and_each_model_has_its_own_log_file(tiny, wor
     assert "BPR on tiny" not in student_log, "a teacher's lines go to the teacher's file"
     assert "epoch 5 training" in student_log  # the student's own lines came back to its file after the teachers
     assert result["log_file"] == f"log/HetComp/{logs['HetComp'][0].name}"
+
+
+def test_an_interrupted_student_names_the_checkpoint_to_resume_from(tmp_path, monkeypatch):
+    from recbole_hetcomp.console import interrupted_message
+
+    checkpoint = tmp_path / "HetComp-Dec-04-2026_19-21-24-9489.pth"
+    monkeypatch.setattr("recbole_hetcomp.console.PROGRESS", {"stage": "training HetComp", "checkpoint": str(checkpoint)})
+    assert interrupted_message() == "interrupted (training HetComp); nothing was kept"  # no validation yet
+    checkpoint.write_bytes(b"")
+    assert interrupted_message().endswith(f"add --resume_file={checkpoint} to continue from it")

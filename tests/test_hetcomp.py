@@ -127,6 +127,28 @@ def test_resumed_student_ends_with_the_same_results_as_an_uninterrupted_one(tiny
     assert [h["epoch"] for h in trainer.dkc_history] == [h["epoch"] for h in uninterrupted["dkc_history"]]
 
 
+def test_resume_file_continues_an_interrupted_run_to_the_uninterrupted_numbers(tiny):
+    # several batches per epoch: the batch order must continue, not restart
+    settings = dict(epochs=16, eval_step=1, train_batch_size=128)
+    uninterrupted = run(tiny, **settings)
+    interrupted = run(tiny, **dict(settings, epochs=9))  # "killed" after epoch 8: its best checkpoint is kept
+    resumed = run(tiny, **settings, resume_file=interrupted["checkpoint_file"])
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    assert resumed["valid_history"] == uninterrupted["valid_history"]
+    assert [h["epoch"] for h in resumed["dkc_history"]] == [h["epoch"] for h in uninterrupted["dkc_history"]]
+    assert resumed["checkpoint_file"] == interrupted["checkpoint_file"]  # new bests overwrite it
+
+
+def test_resume_file_under_other_settings_is_refused_in_one_line(tiny):
+    interrupted = run(tiny, epochs=3, eval_step=1)
+    with pytest.raises(ConfigError, match="was written with learning_rate=0.01, this run has learning_rate=0.05"):
+        run(tiny, epochs=6, eval_step=1, learning_rate=0.05, resume_file=interrupted["checkpoint_file"])
+    with pytest.raises(ConfigError, match="was written by model HetComp, not BPR"):
+        run(tiny, model="BPR", resume_file=interrupted["checkpoint_file"])
+    with pytest.raises(ConfigError, match="resume_file .*missing.pth does not exist"):
+        run(tiny, resume_file="saved/missing.pth")
+
+
 @pytest.mark.parametrize("mode, stages", [("overall", {0}), ("detailed", {1})])
 def test_single_loss_ablations(tiny, mode, stages):
     result = run(tiny, epochs=14, akt_mode=mode)

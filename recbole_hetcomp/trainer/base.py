@@ -12,8 +12,9 @@ lookup :func:`recbole_hetcomp.utils.get_trainer` applies it). It adds:
   diverges from an uninterrupted one, and a kill during ``torch.save`` leaves a corrupt
   best checkpoint. Here checkpoints are written atomically with the RNG states, the best
   validation result and the history, and restored on resume, so a resumed run ends with
-  the same numbers as an uninterrupted one. Trainers add their own state through
-  ``_extra_checkpoint_state`` / ``_load_extra_checkpoint_state``.
+  the same numbers as an uninterrupted one (the training loader's batch-order generator
+  included: RecBole's own resume replays the first epoch's batch order). Trainers add their
+  own state through ``_extra_checkpoint_state`` / ``_load_extra_checkpoint_state``.
 * **One checkpoint name per run:** carrying the process id (several runs started in one
   second), shared by all ranks of a distributed run (RecBole names it after each rank's
   clock), loaded with :func:`recbole_hetcomp.compat.load_own_checkpoint` (torch >= 2.6).
@@ -50,6 +51,8 @@ class PluginTrainerMixin:
     """
 
     _last_valid_result = None
+    _batch_order = None  # the training loader's torch.Generator (its state goes into checkpoints)
+    _pending_batch_order = None  # a resumed checkpoint's generator state, applied by fit
 
     def __init__(self, config, model):
         if not config["single_spec"]:
@@ -76,6 +79,11 @@ class PluginTrainerMixin:
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         from recbole_hetcomp.console import EpochProgress, stage_label
 
+        # The loader's generator draws each epoch's batch order: checkpoints keep its state.
+        self._batch_order = getattr(train_data, "generator", None)
+        if self._pending_batch_order is not None and self._batch_order is not None:
+            self._batch_order.set_state(self._pending_batch_order)
+            self._pending_batch_order = None
         label = stage_label(self.config["model"])
         writer = self.config["single_spec"] or self.config["local_rank"] == 0
         interval = self.config["progress_interval"]
@@ -151,7 +159,8 @@ class PluginTrainerMixin:
             "optimizer": self.optimizer.state_dict(),
             "best_valid_result": self._last_valid_result,
             "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                          "batch_order": self._batch_order.get_state() if self._batch_order is not None else None},
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
             "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
@@ -205,6 +214,8 @@ class PluginTrainerMixin:
                 torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
             np.random.set_state(rng["numpy"])
             random.setstate(rng["python"])
+            if rng.get("batch_order") is not None:
+                self._pending_batch_order = rng["batch_order"].cpu()
         history = checkpoint.get("history") or {}
         self.valid_history = list(history.get("valid", []))
         self.valid_results_history = list(history.get("valid_results", []))
