@@ -62,6 +62,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per stage (the best is printed)")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (YAML value) for the student")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time both stages with the loss under torch.compile (CPU: inductor), after a check "
+                             "that it gives the same loss and gradients")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -146,7 +149,42 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     print(f"| {t_overall:.2f} s | {t_detailed:.2f} s | {t_floor:.2f} s | {t_dkc:.2f} s | {peak:.0f} MB{gpu} |")
     print(f"overall / floor = {t_overall / t_floor:.2f}x, detailed / floor = {t_detailed / t_floor:.2f}x")
+    if args.compile:
+        compiled_epochs(model, trainer, train, config, epoch, t_overall, t_detailed)
     return 0
+
+
+def compiled_epochs(model, trainer, train, config, epoch, t_overall, t_detailed):
+    """The loss under torch.compile (dynamic shapes: every batch has its own user count):
+    same loss and gradients on one batch first, then the epoch times beside the eager ones."""
+    eager = model.calculate_loss
+    begin = time.perf_counter()
+    compiled = torch.compile(eager, dynamic=True)
+    batch = next(iter(train)).to(config["device"])
+    for stage in (0, 1):
+        model.akt_stage.fill_(stage)
+        grads = []
+        for loss_func in (eager, compiled):
+            model.zero_grad()
+            loss = loss_func(batch)
+            loss.backward()
+            grads.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        (l0, g0), (l1, g1) = grads
+        worst = max([abs(float(l1 - l0)) / max(abs(float(l0)), 1e-12)]
+                    + [float(((a - b).abs().max() / a.abs().max().clamp_min(1e-12))) for a, b in zip(g0, g1)])
+        print(f"stage {stage}: compiled loss and gradients within {worst:.1e} (relative) of eager")
+    compile_s = time.perf_counter() - begin
+    model.zero_grad()
+    model.calculate_loss = compiled
+    first = epoch(0)  # may still compile new shapes
+    c_overall = min([first] + [epoch(0)])
+    c_detailed = min(epoch(1) for _ in range(2))
+    model.calculate_loss = eager
+    print(f"torch.compile: first compilation {compile_s:.1f} s, first compiled epoch {first:.2f} s")
+    print("| | epoch, overall stage | epoch, detailed stage |")
+    print("|---|---|---|")
+    print(f"| eager | {t_overall:.2f} s | {t_detailed:.2f} s |")
+    print(f"| torch.compile | {c_overall:.2f} s ({c_overall / t_overall:.2f}x) | {c_detailed:.2f} s ({c_detailed / t_detailed:.2f}x) |")
 
 
 if __name__ == "__main__":
