@@ -55,7 +55,10 @@ applies the library patches; our ``Config`` calls it where RecBole applies its o
   :func:`init_distributed_device` (used by our Config) and :func:`patch_recbole_ddp` fix
   the first (gloo on CPU, NCCL on GPUs unchanged); the plugin's trainers
   (:mod:`recbole_hetcomp.trainer.base`) broadcast rank 0's file name to all ranks and
-  weight metrics by evaluated users. RecBole's ``ensure_dir``
+  weight metrics by evaluated users. DDP's default re-sends every module buffer from rank 0
+  before each forward: the students' large, rank-identical buffers made an ml-1m epoch on 2
+  processes 10x slower; :func:`patch_recbole_ddp` keeps that only for models with
+  normalisation layers. RecBole's ``ensure_dir``
   (exists-then-create) races between ranks starting together (``FileExistsError: ./log``):
   see the next point.
 * Runs started side by side in one working folder (``bench_compare.py --jobs``, several
@@ -451,9 +454,16 @@ def nested_run_log():
 
 
 def _ddp_for_any_device(module, device_ids=None, **kwargs):
+    from torch.nn.modules.batchnorm import _NormBase
     from torch.nn.parallel import DistributedDataParallel
 
     on_cpu = next(module.parameters()).device.type == "cpu"
+    # DDP re-sends every buffer from rank 0 before each forward. The students' buffers
+    # (trajectories, targets, training items: about 200 MB on ml-1m) are the same on every
+    # rank, each rank running the same DKC step; re-sending them made an ml-1m epoch on 2
+    # processes 10x slower than on one (152 s against 15 s). Only normalisation layers'
+    # running statistics drift between ranks: those are still synchronised.
+    kwargs.setdefault("broadcast_buffers", any(isinstance(m, _NormBase) for m in module.modules()))
     return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids, **kwargs)
 
 
