@@ -357,3 +357,24 @@ def test_detailed_only_ablation_still_runs_the_curriculum(tiny):
     assert {h["stage"] for h in history} == {1}  # the detailed loss from the start
     bpr = [h["mean_checkpoint"][0] for h in history]
     assert bpr[-1] > bpr[0]  # and the targets still move along BPR's trajectory
+
+
+def test_training_items_in_csr_are_recboles_history_rows(tiny):
+    from recbole_hetcomp.model.abstract_student import training_items_csr
+
+    run(tiny, model="RankEnsemble")  # records the teachers
+    _, (train, _, _), model, _ = load_split_and_model(tiny)
+    dataset = train.dataset
+    torch.manual_seed(7)
+    history, _, lengths = dataset.history_item_matrix()  # RecBole's padded form (it shuffles first)
+    torch.manual_seed(7)
+    indptr, indices = training_items_csr(dataset)
+    assert torch.equal(indptr[1:] - indptr[:-1], lengths)
+    for user in range(dataset.user_num):
+        assert torch.equal(indices[indptr[user]:indptr[user + 1]], history[user, : lengths[user]])
+    users = torch.tensor([3, 0, 17])  # padded to the batch's heaviest user; user 0 has none
+    padded = model.train_items_padded(users)
+    assert padded.shape == (3, int(lengths[users].max()))
+    assert torch.equal(torch.sort(padded[0]).values[-int(lengths[3]):], torch.sort(history[3, : lengths[3]]).values)
+    assert not padded[1].any()
+    assert model.has_training_items().tolist() == (lengths > 0).tolist()

@@ -25,6 +25,31 @@ from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
 
+def training_items_csr(dataset):
+    """Each user's training items as CSR arrays, in RecBole's ``history_item_matrix`` order.
+
+    Args:
+        dataset (Dataset): the training split.
+
+    Returns:
+        tuple: ``indptr`` long [n_users + 1] and ``indices`` long [n_interactions]; user u's
+        items are ``indices[indptr[u]:indptr[u + 1]]``.
+    """
+    def column(field):  # a torch tensor once RecBole has split the data, pandas before
+        values = dataset.inter_feat[field]
+        return torch.as_tensor(values.to_numpy() if hasattr(values, "to_numpy") else values).long()
+
+    users, items = column(dataset.uid_field), column(dataset.iid_field)
+    # RecBole's history_item_matrix, which students used before, shuffles the interactions
+    # first with torch's global generator: the same draw keeps the order within each user
+    # and every later random number (the embeddings' initialisation) as they were.
+    shuffled = torch.randperm(len(users))
+    users, items = users[shuffled], items[shuffled]
+    order = torch.sort(users, stable=True).indices
+    counts = torch.bincount(users, minlength=dataset.user_num)
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)]), items[order]
+
+
 class DistillationStudent(GeneralRecommender):
     r"""MF student; subclasses define what it learns from (:meth:`kd_loss`)."""
 
@@ -43,12 +68,12 @@ class DistillationStudent(GeneralRecommender):
         self.check_student_settings(config)
         self.embedding_size = config["embedding_size"]
         self.bpr_weight = config["bpr_loss_weight"]
-        history, _, _ = dataset.history_item_matrix()
-        self.register_buffer("history", history.long(), persistent=False)  # [n_users, max_len], 0-padded
-        # The same sets in CSR form, for the losses (see flat_items).
-        lengths = (history != 0).sum(dim=1)
-        self.register_buffer("train_indptr", torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]), persistent=False)
-        self.register_buffer("train_indices", history[history != 0].long(), persistent=False)
+        # Each user's training items in CSR form only: RecBole's padded history matrix (plus
+        # its value matrix while it is built) is U x the heaviest user's count, 67 MB each
+        # on ml-1m, where the real entries take 5 MB.
+        indptr, indices = training_items_csr(dataset)
+        self.register_buffer("train_indptr", indptr, persistent=False)
+        self.register_buffer("train_indices", indices, persistent=False)
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.bpr_loss = BPRLoss()
@@ -78,6 +103,19 @@ class DistillationStudent(GeneralRecommender):
     def train_items_of(self, users):
         """Training items of ``users`` as flat ``(rows, cols)`` indices (see :func:`flat_items`)."""
         return flat_items(self.train_indptr, self.train_indices, users)
+
+    def train_items_padded(self, users):
+        """Training items of ``users`` as long ``[B, L]``, 0-padded to the batch's heaviest user."""
+        rows, cols = self.train_items_of(users)
+        lengths = self.train_indptr[users + 1] - self.train_indptr[users]
+        out = torch.zeros(len(users), max(int(lengths.max()) if len(users) else 0, 1), dtype=torch.long, device=users.device)
+        position = torch.arange(len(rows), device=users.device) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+        out[rows, position] = cols
+        return out
+
+    def has_training_items(self):
+        """Bool [n_users]: users with at least one training item (not RecBole's padding user 0)."""
+        return self.train_indptr[1:] > self.train_indptr[:-1]
 
     def kd_loss(self, scores, users):
         """Distillation loss of a batch of users.

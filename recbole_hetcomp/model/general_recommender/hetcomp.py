@@ -77,7 +77,7 @@ class HetComp(DistillationStudent):
         self._build_mf(config, dataset)
         # DKC's convergence is a mean over real users: RecBole's padding user 0 (and any
         # user without training items) has no knowledge to follow.
-        self.register_buffer("curriculum_users", self.history.ne(0).any(dim=1), persistent=False)
+        self.register_buffer("curriculum_users", self.has_training_items(), persistent=False)
 
         # curriculum state (persistent: saved in every checkpoint)
         state = CurriculumState.start(torch.from_numpy(n_checkpoints), self.n_users)
@@ -196,7 +196,7 @@ class HetComp(DistillationStudent):
     def train_mask(self, users):
         """Bool [B, n_items], True at each user's training items (and the padding item)."""
         mask = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=users.device)
-        mask.scatter_(1, self.history[users], True)
+        mask[self.train_items_of(users)] = True
         mask[:, 0] = True
         return mask
 

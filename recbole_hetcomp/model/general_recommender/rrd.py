@@ -113,7 +113,7 @@ class RRD(FinalEnsembleStudent):
         """
         target = self.targets[users]
         # Sampling needs the padded form; the full-catalogue loss is faster with flat indices.
-        train_items = self.history[users] if self.n_negatives else self.train_items_of(users)
+        train_items = self.train_items_padded(users) if self.n_negatives else self.train_items_of(users)
         uninteresting = None
         if self.n_negatives > 0:
             uninteresting = sample_uninteresting(train_items, target[:, : self.n], self.n_items, self.n_negatives)
