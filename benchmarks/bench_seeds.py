@@ -19,6 +19,7 @@ from those files alone.
 """
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -116,7 +117,7 @@ def write_json(path, payload):
 
 def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
     """One run in a fresh process; returns the path of its committed-style JSON."""
-    name, model, overrides, files, seeded = ROWS[slug]
+    seeded = ROWS[slug][4]
     out = out or os.path.join(args.out, slug, f"seed{seed}.json" if seeded else "run.json")
     settings = settings_of(args, slug)
     if os.path.isfile(out):
@@ -128,7 +129,40 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
     # One folder per row and seed: a run killed with the session leaves its best checkpoint
     # there, and the next invocation continues it (resume_file: same numbers as a run never killed).
     work = os.path.join(args.work, f"{slug}-seed{seed}" if seeded else slug)
-    os.makedirs(work, exist_ok=True)
+    # the epoch cap may change (to extend a run), nothing else
+    lock = claim_folder(work, {k: ({kk: vv for kk, vv in v.items() if kk != "epochs"} if isinstance(v, dict) else v)
+                               for k, v in settings.items()})
+    try:
+        return _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings)
+    finally:
+        lock.close()
+
+
+def claim_folder(work, settings):
+    """Lock a row's folder for this invocation (a second one fails at once instead of
+    sharing its checkpoint); a folder left by other settings is moved aside, not continued."""
+    for attempt in (0, 1):
+        os.makedirs(work, exist_ok=True)
+        lock = open(os.path.join(work, ".lock"), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RuntimeError(f"{work} is in use by another bench_seeds invocation: wait for it or use another --work")
+        stamp = os.path.join(work, "settings.json")
+        if not os.path.isfile(stamp):
+            write_json(stamp, settings)
+            return lock
+        with open(stamp, encoding="utf-8") as f:
+            if json.load(f) == settings or attempt:
+                return lock
+        lock.close()
+        os.rename(work, f"{work}.other-settings-{time.strftime('%Y%m%d-%H%M%S')}")
+    return lock
+
+
+def _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings):
+    name, model, overrides, files, seeded = ROWS[slug]
     resume = latest_checkpoint(work, model) if seeded else None
     row_settings = dict(overrides, **dict(args.set))
     if row_settings.get("ensemble_weights") == WEIGHTS_FROM:

@@ -167,20 +167,24 @@ def check_resume_file(config):
     if config["record_trajectory"]:
         raise ConfigError("resume_file cannot continue a teacher's recording (its trajectory is kept in memory "
                           "until it ends): record the teacher again, without --resume_file")
+    if not config["single_spec"]:
+        raise ConfigError("resume_file continues single-process runs only (each rank's random state would have to be "
+                          "kept): resume without --nproc, or start the distributed run over")
 
 
-# Settings that may change when a run is resumed: where files go, how much is shown, how
-# many threads, and the epoch cap (to extend a run). Any other difference would make the
+# Settings that may change when a run is resumed: where files go, how much is shown, the
+# thread count (which can move the last digits of floating-point sums) and the epoch cap (to
+# extend a run). Any other difference (the device, data-loading workers, ...) would make the
 # continued run something no uninterrupted run computes.
 RESUME_MAY_CHANGE = {
     "resume_file", "result_file", "epochs", "show_progress", "state", "progress_interval", "torch_num_threads",
-    "checkpoint_dir", "trajectory_dir", "data_path", "log_tensorboard", "check_keys", "eval_batch_size",
-    "worker", "gpu_id", "use_gpu", "device", "download", "dataset_downloads",
+    "checkpoint_dir", "trajectory_dir", "data_path", "log_tensorboard", "check_keys", "download", "dataset_downloads",
 }
 
 
-def check_resume_compatible(config, checkpoint, path):
-    """Refuse a checkpoint written by another model or under other settings (first difference named)."""
+def check_resume_compatible(config, checkpoint, path, teachers_digest=None):
+    """Refuse a checkpoint written by another model, under other settings (first difference
+    named), from other teachers, or at the epoch cap already."""
     saved = checkpoint.get("config")
     if saved is None or "rng_state" not in checkpoint:
         raise ConfigError(f"resume_file {path} is not a checkpoint written by this plugin: start the run over")
@@ -190,6 +194,13 @@ def check_resume_compatible(config, checkpoint, path):
     if (checkpoint["rng_state"] or {}).get("batch_order") is None:
         raise ConfigError(f"resume_file {path} holds no batch order (written before 2026-12-04): "
                           f"it cannot be continued exactly; start the run over")
+    if checkpoint["epoch"] + 1 >= config["epochs"]:
+        raise ConfigError(f"resume_file {path} was written at epoch {checkpoint['epoch']}, the last of --epochs="
+                          f"{config['epochs']}: nothing is left to train; raise --epochs to continue it")
+    # (checkpoints written before the digest was kept, earlier on 2026-12-04, hold none)
+    if "teachers_digest" in checkpoint and checkpoint["teachers_digest"] != teachers_digest:
+        raise ConfigError(f"resume_file {path} was trained from other teachers ({checkpoint.get('teachers_digest')}) "
+                          f"than those in trajectory_dir now ({teachers_digest}): resume with the same trajectory files")
     now, then = config.final_config_dict, saved.final_config_dict
     for key in sorted(set(now) | set(then)):
         if key in RESUME_MAY_CHANGE:

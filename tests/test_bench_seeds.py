@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, write_tiny_dataset
 
 BENCH = os.path.join(REPO, "benchmarks", "bench_seeds.py")
@@ -100,3 +102,20 @@ def test_a_row_left_unfinished_continues_from_its_checkpoint_to_the_same_numbers
     assert continued["resumed_from"] and never_cut["resumed_from"] is None
     assert continued["test_result"] == never_cut["test_result"]
     assert continued["valid_history"] == never_cut["valid_history"]
+
+
+def test_a_row_folder_is_claimed_by_one_invocation_and_moved_aside_when_its_settings_change(tmp_path):
+    sys.path.insert(0, REPO)
+    from benchmarks.bench_seeds import claim_folder
+
+    work = tmp_path / "hetcomp-seed1"
+    first = claim_folder(str(work), {"set": {"dkc_period": "1"}})
+    try:
+        with pytest.raises(RuntimeError, match="in use by another bench_seeds invocation"):
+            claim_folder(str(work), {"set": {"dkc_period": "1"}})
+    finally:
+        first.close()
+    (work / "saved").mkdir()
+    claim_folder(str(work), {"set": {"dkc_period": "2"}}).close()  # other settings: not continued
+    moved = [p.name for p in tmp_path.iterdir() if p.name.startswith("hetcomp-seed1.other-settings-")]
+    assert len(moved) == 1 and (tmp_path / moved[0] / "saved").is_dir() and not (work / "saved").exists()

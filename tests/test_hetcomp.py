@@ -147,6 +147,23 @@ def test_resume_file_under_other_settings_is_refused_in_one_line(tiny):
         run(tiny, model="BPR", resume_file=interrupted["checkpoint_file"])
     with pytest.raises(ConfigError, match="resume_file .*missing.pth does not exist"):
         run(tiny, resume_file="saved/missing.pth")
+    with pytest.raises(ConfigError, match="the last of --epochs=1: nothing is left to train"):
+        run(tiny, epochs=1, eval_step=1, resume_file=interrupted["checkpoint_file"])
+    other_teachers = dict(trajectory_dir=tiny["trajectory_dir"] + "-other", teacher_defaults={"epochs": 3, "learning_rate": 0.01})
+    run(tiny, model="RankEnsemble", **other_teachers)  # records them
+    with pytest.raises(ConfigError, match="was trained from other teachers"):
+        run(tiny, epochs=6, eval_step=1, resume_file=interrupted["checkpoint_file"], **other_teachers)
+
+
+def test_resume_file_is_refused_for_distributed_runs_and_not_passed_to_teachers(tmp_path):
+    from recbole_hetcomp.checks import check_resume_file
+    from recbole_hetcomp.trajectory.record import MODEL_LEVEL_KEYS
+
+    checkpoint = tmp_path / "HetComp.pth"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(ConfigError, match="continues single-process runs only"):
+        check_resume_file({"resume_file": str(checkpoint), "record_trajectory": False, "single_spec": False})
+    assert "resume_file" in MODEL_LEVEL_KEYS  # a teacher trained inside a resumed run starts fresh
 
 
 @pytest.mark.parametrize("mode, stages", [("overall", {0}), ("detailed", {1})])

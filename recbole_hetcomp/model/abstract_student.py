@@ -181,6 +181,7 @@ class FinalEnsembleStudent(DistillationStudent):
 
         teachers = TeacherSet.of(config, dataset)
         self.teacher_names = teachers.names
+        self.teachers_digest = teachers.digest()
         weights = teachers.student_weights(config["ensemble_weights"])
         final_lists = teachers.final_lists()  # [M, U, N]
         if final_lists.shape[-1] < length:

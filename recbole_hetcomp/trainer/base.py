@@ -163,6 +163,7 @@ class PluginTrainerMixin:
                           "batch_order": self._batch_order.get_state() if self._batch_order is not None else None},
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
+            "teachers_digest": getattr(self.model, "teachers_digest", None),
             "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
                         "epoch_train_times": list(self.epoch_train_times)},
         }

@@ -32,7 +32,7 @@ from recbole_hetcomp.utils import barrier, is_writer
 MODEL_LEVEL_KEYS = {
     "model", "epochs", "learning_rate", "train_batch_size", "embedding_size", "weight_decay",
     "learner", "stopping_step", "eval_step", "train_neg_sample_args", "result_file",
-    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight", "student_seed",
+    "record_trajectory", "trajectory_name", "clip_grad_norm", "reg_weight", "student_seed", "resume_file",
 }
 
 

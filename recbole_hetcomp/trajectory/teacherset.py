@@ -8,6 +8,7 @@ to the run's summary. A model built outside a pipeline run (a test, a reloaded c
 loads the set itself with :meth:`TeacherSet.of`.
 """
 
+import hashlib
 import os
 from contextlib import contextmanager
 
@@ -119,6 +120,16 @@ class TeacherSet:
     def names(self):
         """Names of the teachers that take part, in config order."""
         return [t.teacher for t in self.members]
+
+    def digest(self):
+        """16 hex digits over the members' names and recorded lists: the knowledge a student
+        learns (kept in its checkpoints, so a resumed run cannot switch teachers)."""
+        hashed = hashlib.sha256()
+        for member in self.members:
+            hashed.update(member.teacher.encode())
+            for lists in (member.topn, member.observed):
+                hashed.update(str(lists.shape).encode() + np.ascontiguousarray(lists).tobytes())
+        return hashed.hexdigest()[:16]
 
     # --- loading --------------------------------------------------------------------
     @classmethod

@@ -55,6 +55,7 @@ class HetComp(DistillationStudent):
         # they are not part of the checkpoint
         teachers = TeacherSet.of(config, dataset)
         self.teacher_names = teachers.names
+        self.teachers_digest = teachers.digest()  # kept in checkpoints: a resume must use the same teachers
         topn, observed, n_checkpoints = teachers.stacked(config["hetcomp_checkpoints"])
         if topn.shape[-1] < max(self.k, self.depth):
             raise ConfigError(
