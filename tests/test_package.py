@@ -147,5 +147,6 @@ def test_file_of_that_name_in_the_working_directory_wins(workdir):
 
 def test_unknown_bare_name_lists_the_shipped_protocols(workdir):
     with pytest.raises(ConfigError, match=r"config file nope\.yaml does not exist.*"
-                                          r"shipped protocols, usable by name: hetcomp-paper\.yaml, hetcomp-reference\.yaml"):
+                                          r"shipped protocols, usable by name: citeulike-a-teachers\.yaml, hetcomp-paper\.yaml, "
+                                          r"hetcomp-reference\.yaml"):
         Config(model="BPR", dataset="ml-100k", config_file_list=["nope.yaml"])
