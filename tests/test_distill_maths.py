@@ -704,3 +704,15 @@ def test_flat_training_items_give_the_same_losses_and_gradients():
         flat = loss(scores, observed, observed != 0, target, (rows, cols))
         assert torch.allclose(padded, flat)
         assert torch.allclose(*(torch.autograd.grad(x.sum(), scores)[0] for x in (padded, flat)))
+
+
+def test_discrepancy_is_the_same_whatever_the_membership_blocks(monkeypatch):
+    import recbole_hetcomp.distill.dkc as dkc
+
+    gen = torch.Generator().manual_seed(3)
+    student = torch.stack([torch.randperm(300, generator=gen)[:50] + 1 for _ in range(40)])
+    teacher = torch.stack([torch.randperm(300, generator=gen)[:50] + 1 for _ in range(40)])
+    teacher[:5, 40:] = 0  # padded lists
+    whole = dkc.discrepancy(student, teacher)
+    monkeypatch.setattr(dkc, "MEMBERSHIP_BUDGET", 700)  # two rows per block
+    assert torch.equal(dkc.discrepancy(student, teacher), whole)
