@@ -46,3 +46,20 @@ def test_buffers_are_sent_between_ranks_only_for_models_with_running_statistics(
         assert recbole_trainer.DistributedDataParallel(with_norm, device_ids=[0]).broadcast_buffers is True
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_the_curriculum_checksum_moves_with_any_checkpoint_or_target():
+    import torch
+
+    from recbole_hetcomp.trainer.hetcomp import curriculum_checksum
+
+    checkpoint = torch.tensor([[0, 1, 2], [1, 1, 0]])
+    targets = torch.tensor([[5, 7], [7, 5], [3, 0]])
+    base = curriculum_checksum(checkpoint, targets)
+    swapped = targets.clone()
+    swapped[0] = torch.tensor([7, 5])  # same items, other order
+    moved = checkpoint.clone()
+    moved[1, 2] = 1
+    assert not torch.equal(curriculum_checksum(checkpoint, swapped), base)
+    assert not torch.equal(curriculum_checksum(moved, targets), base)
+    assert torch.equal(curriculum_checksum(checkpoint.clone(), targets.clone()), base)

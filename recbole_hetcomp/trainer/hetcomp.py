@@ -18,9 +18,12 @@ final knowledge is used. Its patience counts from the end of the curriculum.
 import math
 from time import perf_counter
 
+import torch
+
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_hetcomp.compat import is_distributed
 from recbole_hetcomp.distill.dkc import dkc_step
 
 
@@ -130,6 +133,8 @@ class HetCompTrainer(Trainer):
             moved = (state.checkpoint != before).any(dim=0).nonzero().squeeze(1)
             if len(moved):
                 self.model.rebuild_targets(moved)
+            if is_distributed():
+                check_ranks_agree(state.checkpoint, self.model.targets)
         else:
             stats = {"tau": float("nan"), "frac_advanced": 0.0, "mean_discrepancy": float("nan"), "n_advanced": 0}
         users = self.model.curriculum_users
@@ -164,3 +169,39 @@ class HetCompTrainer(Trainer):
             self.dkc(epoch_idx)
         self._hold_early_stopping()
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+
+def curriculum_checksum(checkpoint, targets):
+    """Two float64 numbers that change when any checkpoint index or target id changes.
+
+    Args:
+        checkpoint (torch.Tensor): long [M, U] each (teacher, user) pair's checkpoint.
+        targets (torch.Tensor): long [U, K] each user's target list.
+
+    Returns:
+        torch.Tensor: float64 [2], position-weighted sums of both.
+    """
+    def weighted(values):
+        flat = values.reshape(-1).double()
+        return (flat * torch.arange(1, len(flat) + 1, dtype=torch.float64, device=flat.device)).sum()
+
+    return torch.stack([weighted(checkpoint), weighted(targets)])
+
+
+def check_ranks_agree(checkpoint, targets):
+    """Every rank must hold the same curriculum and targets after a DKC step.
+
+    Ranks no longer re-send the student's buffers to each other before each batch (see
+    :func:`recbole_hetcomp.compat.patch_recbole_ddp`); each computes the same DKC step from the
+    synchronised student. This makes a divergence loud instead of silent.
+
+    Raises:
+        RuntimeError: the ranks disagree.
+    """
+    local = curriculum_checksum(checkpoint, targets)
+    low, high = local.clone(), local.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError("ranks disagree on the DKC curriculum after a step: the distributed run cannot continue "
+                           "(please report it); run without --nproc")
