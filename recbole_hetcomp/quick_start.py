@@ -140,9 +140,9 @@ def resume_model(config, trainer, logger):
     from recbole_hetcomp.compat import load_own_checkpoint
 
     path = config["resume_file"]
-    check_resume_compatible(config, load_own_checkpoint(path, "cpu"), path,
-                            teachers_digest=getattr(trainer.model, "teachers_digest", None))
-    checkpoint = trainer.resume_checkpoint(path)
+    checkpoint = load_own_checkpoint(path, trainer.device)
+    check_resume_compatible(config, checkpoint, path, teachers_digest=getattr(trainer.model, "teachers_digest", None))
+    trainer.resume_checkpoint(path, checkpoint)
     logger.info(f"resumed from {path}: best valid {config['valid_metric']} {float(checkpoint['best_valid_score']):.4f} "
                 f"so far; training continues at epoch {trainer.start_epoch}")
 

@@ -100,6 +100,14 @@ class DistillationStudent(GeneralRecommender):
         if init == "normal" and (isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0):
             raise ConfigError(f"student_init_std must be a number > 0, got {std!r}")
 
+    def _take_teachers(self, config, dataset):
+        """The run's TeacherSet; keeps their names and the digest checkpoints carry (a resumed
+        run must learn from the same teachers)."""
+        teachers = TeacherSet.of(config, dataset)
+        self.teacher_names = teachers.names
+        self.teachers_digest = teachers.digest()
+        return teachers
+
     def train_items_of(self, users):
         """Training items of ``users`` as flat ``(rows, cols)`` indices (see :func:`flat_items`)."""
         return flat_items(self.train_indptr, self.train_indices, users)
@@ -179,9 +187,7 @@ class FinalEnsembleStudent(DistillationStudent):
         self.temperature = config["importance_temperature"]
         self.target_length = length
 
-        teachers = TeacherSet.of(config, dataset)
-        self.teacher_names = teachers.names
-        self.teachers_digest = teachers.digest()
+        teachers = self._take_teachers(config, dataset)
         weights = teachers.student_weights(config["ensemble_weights"])
         final_lists = teachers.final_lists()  # [M, U, N]
         if final_lists.shape[-1] < length:

@@ -189,10 +189,11 @@ class PluginTrainerMixin:
             eval_data, load_best_model=False, model_file=None, show_progress=show_progress
         )
 
-    def resume_checkpoint(self, resume_file):
-        # Same state as RecBole's resume_checkpoint restores; only the loading differs.
+    def resume_checkpoint(self, resume_file, checkpoint=None):
+        # Same state as RecBole's resume_checkpoint restores; only the loading differs
+        # (``checkpoint``: the file's content when the caller has read it already).
         resume_file = str(resume_file)
-        checkpoint = load_own_checkpoint(resume_file, self.device)
+        checkpoint = checkpoint if checkpoint is not None else load_own_checkpoint(resume_file, self.device)
         self.saved_model_file = resume_file
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]

@@ -22,7 +22,6 @@ from recbole_hetcomp.distill.dkc import CurriculumState, build_targets
 from recbole_hetcomp.distill.ranking import topk_unobserved
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.model.abstract_student import DistillationStudent
-from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
 STAGE_OVERALL, STAGE_DETAILED = 0, 1
 
@@ -53,9 +52,7 @@ class HetComp(DistillationStudent):
 
         # teachers' trajectories: loaded from files validated against this split, so
         # they are not part of the checkpoint
-        teachers = TeacherSet.of(config, dataset)
-        self.teacher_names = teachers.names
-        self.teachers_digest = teachers.digest()  # kept in checkpoints: a resume must use the same teachers
+        teachers = self._take_teachers(config, dataset)
         topn, observed, n_checkpoints = teachers.stacked(config["hetcomp_checkpoints"])
         if topn.shape[-1] < max(self.k, self.depth):
             raise ConfigError(
