@@ -141,23 +141,20 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
 def claim_folder(work, settings):
     """Lock a row's folder for this invocation (a second one fails at once instead of
     sharing its checkpoint); a folder left by other settings is moved aside, not continued."""
-    for attempt in (0, 1):
-        os.makedirs(work, exist_ok=True)
-        lock = open(os.path.join(work, ".lock"), "a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise RuntimeError(f"{work} is in use by another bench_seeds invocation: wait for it or use another --work")
-        stamp = os.path.join(work, "settings.json")
-        if not os.path.isfile(stamp):
-            write_json(stamp, settings)
-            return lock
+    stamp = os.path.join(work, "settings.json")
+    if os.path.isfile(stamp):
         with open(stamp, encoding="utf-8") as f:
-            if json.load(f) == settings or attempt:
-                return lock
+            if json.load(f) != settings:
+                os.rename(work, f"{work}.other-settings-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(work, exist_ok=True)
+    lock = open(os.path.join(work, ".lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         lock.close()
-        os.rename(work, f"{work}.other-settings-{time.strftime('%Y%m%d-%H%M%S')}")
+        raise RuntimeError(f"{work} is in use by another bench_seeds invocation: wait for it or use another --work")
+    if not os.path.isfile(stamp):
+        write_json(stamp, settings)
     return lock
 
 
