@@ -176,8 +176,10 @@ def check_resume_file(config):
 # thread count (which can move the last digits of floating-point sums) and the epoch cap (to
 # extend a run). Any other difference (the device, data-loading workers, ...) would make the
 # continued run something no uninterrupted run computes.
+# config_files is where the settings were read from, not a setting: the settings themselves are
+# compared key by key, so the same protocol files from another checkout (a worktree) may continue a run.
 RESUME_MAY_CHANGE = {
-    "resume_file", "result_file", "epochs", "show_progress", "state", "progress_interval", "torch_num_threads",
+    "resume_file", "config_files", "result_file", "epochs", "show_progress", "state", "progress_interval", "torch_num_threads",
     "checkpoint_dir", "trajectory_dir", "data_path", "log_tensorboard", "check_keys", "download", "dataset_downloads",
 }
 

@@ -139,6 +139,24 @@ def test_resume_file_continues_an_interrupted_run_to_the_uninterrupted_numbers(t
     assert resumed["checkpoint_file"] == interrupted["checkpoint_file"]  # new bests overwrite it
 
 
+def test_resume_file_accepts_the_same_settings_read_from_files_elsewhere(tiny, tmp_path):
+    # e.g. the protocol files of another git worktree: the settings match, only their path differs
+    def run_with_file(folder, learning_rate, **overrides):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "protocol.yaml").write_text(f"learning_rate: {learning_rate}\n")
+        config = {**tiny, **TEACHERS, **FAST_CURRICULUM, "eval_step": 1, **overrides}
+        del config["learning_rate"]
+        config["config_files"] = str(tmp_path / folder / "protocol.yaml")  # as --config_files= puts it
+        return run_recbole_hetcomp(model="HetComp", dataset="tiny", config_dict=config,
+                                   config_file_list=[config["config_files"]])
+
+    interrupted = run_with_file("a", 0.02, epochs=3)
+    resumed = run_with_file("b", 0.02, epochs=6, resume_file=interrupted["checkpoint_file"])
+    assert resumed["checkpoint_file"] == interrupted["checkpoint_file"]  # continued, not started over
+    with pytest.raises(ConfigError, match="was written with learning_rate=0.02, this run has learning_rate=0.05"):
+        run_with_file("b", 0.05, epochs=12, resume_file=interrupted["checkpoint_file"])
+
+
 def test_resume_file_under_other_settings_is_refused_in_one_line(tiny):
     interrupted = run(tiny, epochs=3, eval_step=1)
     with pytest.raises(ConfigError, match="was written with learning_rate=0.01, this run has learning_rate=0.05"):
