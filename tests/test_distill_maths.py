@@ -231,6 +231,24 @@ def test_rank_ensemble_topk_random_against_reference():
         assert top[u].tolist() == expected
 
 
+def test_rank_ensemble_topk_is_the_same_in_chunks_of_users(monkeypatch):
+    # The scratch buffer holds a few users at a time: here 2 per chunk, 7 users, so the
+    # last chunk is short; zero weights and a tiny temperature give many exact ties.
+    from recbole_hetcomp.distill import ranking
+    gen = torch.Generator().manual_seed(3)
+    n_items, k = 13, 9
+    lists = random_lists(gen, 4, 7, 5, n_items)
+    weights = [1.0, 0.0, 2.0, 1.0]
+    exclude = torch.rand(7, n_items, generator=gen) < 0.2
+    whole = rank_ensemble_topk(lists, n_items, k, weights=weights, exclude_mask=exclude)
+    monkeypatch.setattr(ranking, "ENSEMBLE_BUFFER_BUDGET", 2 * n_items)
+    assert torch.equal(rank_ensemble_topk(lists, n_items, k, weights=weights, exclude_mask=exclude), whole)
+    for u in range(7):
+        excluded = {i for i in range(n_items) if exclude[u, i]}
+        expected = ref_ensemble_topk([lists[x, u].tolist() for x in range(4)], n_items, k, excluded, weights)
+        assert whole[u].tolist() == expected
+
+
 # ----------------------------------------------------------------------------
 # dkc.py: discrepancy, threshold, rule
 # ----------------------------------------------------------------------------

@@ -75,21 +75,26 @@ def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     if k == 0 or n_rows == 0:
         empty = scores.new_empty((n_rows, k))
         return empty, empty.long()
-    if torch.isnan(scores).any():
+    # One entry more than asked: the (k+1)-th value tells whether a tie straddles the cut,
+    # without another pass over the whole row. topk ranks NaN first, so any NaN shows here.
+    values, cols = scores.topk(min(k + 1, n_cols), dim=1, sorted=False)
+    if torch.isnan(values).any():
         raise ValueError("stable_topk: scores must not contain NaN")
-    cols = scores.topk(k, dim=1, sorted=False).indices
-    values = scores.gather(1, cols)
-    kth = values.min(dim=1, keepdim=True).values
+    cols, order = cols.sort(dim=1)
+    values, order = values.gather(1, order).sort(dim=1, descending=True, stable=True)
+    cols = cols.gather(1, order)
+    if k == n_cols:
+        return values, cols
     # Rows where an entry equal to the k-th value was left out: which of the
     # tied entries made the cut is up to topk, so choose them again.
-    outside_ties = (scores >= kth).sum(dim=1) > k
+    outside_ties = values[:, k] == values[:, k - 1]
+    values, cols = values[:, :k].contiguous(), cols[:, :k].contiguous()
     if bool(outside_ties.any()):
         rows = outside_ties.nonzero().squeeze(1)
-        cols[rows] = _boundary_tie_topk(scores[rows], kth[rows], k)
-    cols = cols.sort(dim=1).values
-    values = scores.gather(1, cols)
-    values, order = values.sort(dim=1, descending=True, stable=True)
-    return values, cols.gather(1, order)
+        redone = _boundary_tie_topk(scores[rows], values[rows, k - 1 :], k)
+        redone_values, order = scores[rows].gather(1, redone).sort(dim=1, descending=True, stable=True)
+        values[rows], cols[rows] = redone_values, redone.gather(1, order)
+    return values, cols
 
 
 def _boundary_tie_topk(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,9 +116,9 @@ def _boundary_tie_topk(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch
     return keep.nonzero()[:, 1].view(scores.shape[0], k)
 
 
-def _mask_invalid(scores: torch.Tensor, exclude_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Copy of ``scores`` with excluded items and item 0 set to ``-inf``."""
-    masked = scores.clone()
+def _mask_invalid(scores: torch.Tensor, exclude_mask: Optional[torch.Tensor], overwrite: bool = False) -> torch.Tensor:
+    """``scores`` (a copy unless ``overwrite``) with excluded items and item 0 set to ``-inf``."""
+    masked = scores if overwrite else scores.clone()
     if exclude_mask is not None:
         masked.masked_fill_(exclude_mask, float("-inf"))
     masked[:, 0] = float("-inf")
@@ -127,20 +132,24 @@ def _pad_columns(ids: torch.Tensor, k: int) -> torch.Tensor:
     return torch.nn.functional.pad(ids, (0, k - ids.shape[1]), value=0)
 
 
-def topk_unobserved(scores: torch.Tensor, train_mask: Optional[torch.Tensor], k: int) -> torch.Tensor:
+def topk_unobserved(
+    scores: torch.Tensor, train_mask: Optional[torch.Tensor], k: int, overwrite: bool = False
+) -> torch.Tensor:
     """The k best-scored items of each user that are not training items.
 
     Args:
         scores: float ``[B, n_items]`` full-catalogue scores, no NaN.
         train_mask: bool ``[B, n_items]``, True for training items (or None).
         k: list length.
+        overwrite: mask ``scores`` in place instead of a copy (for a caller that
+            computed them only for this).
 
     Returns:
         LongTensor ``[B, k]`` of item ids, best first; ties go to the lower id.
         Where a user has fewer than k candidate items the list is padded
         with 0.
     """
-    masked = _mask_invalid(scores, train_mask)
+    masked = _mask_invalid(scores, train_mask, overwrite)
     values, ids = stable_topk(masked, k)
     ids = ids.masked_fill(values == float("-inf"), 0)
     return _pad_columns(ids, k)
@@ -190,38 +199,62 @@ def rank_ensemble_scores(
     return out
 
 
-def _listed_item_scores(
-    lists: torch.Tensor, temperature: float, weights: Weights
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank-ensemble scores of the distinct listed items only.
+# Entries of the dense per-chunk buffer in rank_ensemble_topk: 16 MB of float32, so a chunk of
+# users stays in a CPU's caches whatever the catalogue size (and few launches on a GPU).
+ENSEMBLE_BUFFER_BUDGET = 4_000_000
 
-    Same sums as :func:`rank_ensemble_scores`, but over the ``M * N`` list
-    entries of each user instead of the whole catalogue, which keeps the
-    top-k that follows small.
+
+def _ranking_keys(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys that order entries by score, then by the lower id.
+
+    A positive float32's bit pattern read as an integer grows with its value, so
+    ``bits << 32`` keeps the score order exactly and the id below it breaks ties: a
+    plain ``topk`` of the keys is the tie-broken top-k, with no tie handling left.
+
+    Args:
+        scores: float32 ``[B, L]``, > 0 wherever the key will be used.
+        ids: LongTensor ``[B, L]`` of ids below 2**32.
 
     Returns:
-        ``(candidates, scores)``, each ``[B, M * N]``: each user's list
-        entries sorted by id; ``scores`` holds the item's ensemble score at
-        the first entry of each distinct positive-scored id and ``-inf``
-        elsewhere (repeats, padding, zero-weight items).
+        LongTensor ``[B, L]``.
     """
-    n_lists, n_users, length = lists.shape
-    per_position = importance(torch.arange(length, device=lists.device), temperature)
-    w = _as_weights(weights, n_lists, per_position)
-    contrib = (w[:, None] * per_position[None, :])[:, None, :].expand(n_lists, n_users, length)
-    ids = lists.long().permute(1, 0, 2).reshape(n_users, n_lists * length)
-    contrib = contrib.permute(1, 0, 2).reshape(n_users, n_lists * length)
-    # A stable sort keeps each item's entries in teacher order, so the sums
-    # below add in the same order as the dense scatter.
-    candidates, order = ids.sort(dim=1, stable=True)
-    contrib = contrib.gather(1, order)
-    first = torch.ones_like(candidates, dtype=torch.bool)
-    first[:, 1:] = candidates[:, 1:] != candidates[:, :-1]
-    run = first.cumsum(dim=1) - 1
-    sums = torch.zeros_like(contrib).scatter_add_(1, run, contrib)
-    scores = sums.gather(1, run)
-    keep = first & (candidates != 0) & (scores > 0)
-    return candidates, scores.masked_fill(~keep, float("-inf"))
+    return (scores.view(torch.int32).long() << 32) - ids
+
+
+def _ensemble_topk_rows(
+    ids: torch.Tensor,
+    contrib: torch.Tensor,
+    entry: torch.Tensor,
+    buffer: torch.Tensor,
+    k: int,
+    exclude_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """:func:`rank_ensemble_topk` for one chunk of users.
+
+    Args:
+        ids: LongTensor ``[C, M * N]``: each user's list entries, teacher after teacher.
+        contrib: float32 ``[C, M * N]``: each entry's weighted importance.
+        entry: float32 ``[C, M * N]``: the entry's column (0, 1, ...).
+        buffer: float32 ``[C, n_items]`` scratch; only the listed items' cells are
+            written, and each is written before it is read.
+        k: target length.
+        exclude_mask: optional bool ``[C, n_items]``.
+
+    Returns:
+        LongTensor ``[C, min(k, M * N)]``.
+    """
+    # Sums over every list, in teacher order (as the dense scatter adds them), read back
+    # at each entry; include_self=False so no cell needs clearing first.
+    buffer.scatter_reduce_(1, ids, contrib, "sum", include_self=False)
+    sums = buffer.gather(1, ids)
+    # An item listed several times counts once, at its first entry.
+    buffer.scatter_reduce_(1, ids, entry, "amin", include_self=False)
+    keep = (buffer.gather(1, ids) == entry) & (ids != 0) & (sums > 0)
+    if exclude_mask is not None:
+        keep &= ~exclude_mask.gather(1, ids)
+    keys = _ranking_keys(sums, ids).masked_fill_(~keep, -1)
+    values, slots = keys.topk(min(k, keys.shape[1]), dim=1)
+    return ids.gather(1, slots).masked_fill_(values < 0, 0)
 
 
 def rank_ensemble_topk(
@@ -237,11 +270,12 @@ def rank_ensemble_topk(
     Only items with a strictly positive ensemble score (i.e. present in at
     least one list with positive weight) are eligible, so an item outside
     every list is never ranked ahead of, or in place of, a listed one.
+    Scores are float32 sums (the same sums as :func:`rank_ensemble_scores`
+    in float32), touched only at the listed items.
 
     Args:
         lists: integer ``[M, B, N]`` ranked lists (0-padded).
-        n_items: catalogue size (ids must be below it; the computation only
-            touches the listed items, so it is not otherwise needed).
+        n_items: catalogue size (ids must be below it).
         k: target length.
         temperature: importance temperature.
         weights: optional per-teacher weights ``[M]``.
@@ -252,12 +286,19 @@ def rank_ensemble_topk(
         than k items are eligible the tail is padded with 0, so ``ids != 0``
         marks the valid entries.
     """
-    candidates, scores = _listed_item_scores(lists, temperature, weights)
-    if exclude_mask is not None:
-        excluded = exclude_mask.gather(1, candidates)
-        scores = scores.masked_fill(excluded, float("-inf"))
-    # Candidates are sorted by id, so stable_topk's index tie-break is the
-    # lower-id tie-break.
-    values, slots = stable_topk(scores, k)
-    ids = candidates.gather(1, slots).masked_fill(values == float("-inf"), 0)
-    return _pad_columns(ids, k)
+    n_lists, n_users, length = lists.shape
+    device = lists.device
+    per_position = importance(torch.arange(length, device=device), temperature).float()
+    w = _as_weights(weights, n_lists, per_position)
+    contrib = (w[:, None] * per_position[None, :]).reshape(1, n_lists * length)
+    entry = torch.arange(n_lists * length, dtype=torch.float32, device=device).view(1, -1)
+    out = torch.zeros(n_users, k, dtype=torch.long, device=device)
+    step = max(1, min(n_users, ENSEMBLE_BUFFER_BUDGET // max(n_items, 1)))
+    buffer = torch.empty(step, n_items, dtype=torch.float32, device=device)
+    for start in range(0, n_users, step):
+        chunk = lists[:, start : start + step]
+        ids = chunk.long().permute(1, 0, 2).reshape(chunk.shape[1], n_lists * length)
+        exclude = None if exclude_mask is None else exclude_mask[start : start + step]
+        top = _ensemble_topk_rows(ids, contrib.expand_as(ids), entry.expand_as(ids), buffer[: len(ids)], k, exclude)
+        out[start : start + len(ids), : top.shape[1]] = top
+    return out

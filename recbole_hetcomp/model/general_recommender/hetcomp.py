@@ -212,7 +212,7 @@ class HetComp(DistillationStudent):
         for start in range(0, self.n_users, step):
             users = torch.arange(start, min(start + step, self.n_users), device=out.device)
             scores = self.user_embedding(users) @ item_e.T
-            out[start : start + len(users)] = topk_unobserved(scores, self.train_mask(users), depth)
+            out[start : start + len(users)] = topk_unobserved(scores, self.train_mask(users), depth, overwrite=True)
         return out
 
     # --- AKT -------------------------------------------------------------------------
