@@ -72,7 +72,7 @@ def main(argv=None):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_hetcomp.compat import quiet_known_warnings
+    from recbole_hetcomp.compat import keep_freed_cpu_memory, quiet_known_warnings, training_block_bytes
     from recbole_hetcomp.config import Config
     from recbole_hetcomp.utils import get_model, get_trainer
 
@@ -89,6 +89,8 @@ def main(argv=None):
     init_seed(config["seed"], config["reproducibility"])
     start = time.perf_counter()
     train, valid, _ = data_preparation(config, create_dataset(config))
+    if config["cpu_keep_freed_memory"]:  # as a run does before training (--set cpu_keep_freed_memory=False: glibc's default)
+        keep_freed_cpu_memory(training_block_bytes(config, train.dataset.item_num))
     load_s = time.perf_counter() - start
     synthetic_teachers(config, train.dataset, overrides["trajectory_dir"], config["trajectory_checkpoints"],
                        config["trajectory_topn"], config["trajectory_observed"])

@@ -33,6 +33,7 @@ def main(argv=None):
     parser.add_argument("--trajectory_dir", default="trajectories")
     parser.add_argument("--config_files", nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (YAML value) for the student")
     args = parser.parse_args(argv)
     print("| stage | resident now | peak so far |\n|---|---|---|")
     memory("imports (python)")
@@ -42,7 +43,9 @@ def main(argv=None):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_hetcomp.compat import quiet_known_warnings
+    import yaml
+
+    from recbole_hetcomp.compat import keep_freed_cpu_memory, quiet_known_warnings, training_block_bytes
     from recbole_hetcomp.config import Config
     from recbole_hetcomp.utils import get_model, get_trainer
 
@@ -51,12 +54,15 @@ def main(argv=None):
     overrides = {"trajectory_dir": os.path.abspath(args.trajectory_dir), "state": "WARNING", "show_progress": False}
     if args.data_path:
         overrides["data_path"] = os.path.abspath(args.data_path)
+    overrides.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     files = [f if os.path.isabs(f) else os.path.join(REPO, f) for f in args.config_files]
     config = Config(model="HetComp", dataset=args.dataset, config_file_list=files, config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     memory("dataset loaded")
     train, valid, _ = data_preparation(config, dataset)
+    if config["cpu_keep_freed_memory"]:  # as a run does before training (--set cpu_keep_freed_memory=False: glibc's default)
+        keep_freed_cpu_memory(training_block_bytes(config, dataset.item_num))
     memory("split")
     model = get_model("HetComp")(config, train.dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], "HetComp")(config, model)

@@ -180,6 +180,7 @@ def check_resume_file(config):
 # compared key by key, so the same protocol files from another checkout (a worktree) may continue a run.
 RESUME_MAY_CHANGE = {
     "resume_file", "config_files", "result_file", "epochs", "show_progress", "state", "progress_interval", "torch_num_threads",
+    "cpu_keep_freed_memory",
     "checkpoint_dir", "trajectory_dir", "data_path", "log_tensorboard", "check_keys", "download", "dataset_downloads",
 }
 

@@ -172,3 +172,22 @@ def test_float_seq_normalisation_on_pandas3_names_the_way_out(tmp_path, workdir)
     config = _config(dataset="gappy", data_path=_write_gappy_dataset(tmp_path / "data"), load_col=None, normalize_all=True)
     with pytest.raises(ConfigError, match="float_seq field.*scores.*normalize_all: False"):
         create_dataset(config)
+
+
+def test_runs_keep_freed_memory_of_their_batch_size_unless_told_not_to(tiny, monkeypatch):
+    # glibc unmaps each freed block above 32 MB and page-faults it in again every batch
+    # (compat notes): a run lifts that limit to its own batch blocks; the key turns it off.
+    import platform
+
+    from recbole_hetcomp import compat, quick_start
+    from recbole_hetcomp.quick_start import run_recbole_hetcomp
+
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert compat.keep_freed_cpu_memory(16 << 20) is None  # glibc already reuses these
+    assert compat.keep_freed_cpu_memory(64 << 20) == ((65 << 20) if on_glibc else None)
+    calls = []
+    monkeypatch.setattr(quick_start, "keep_freed_cpu_memory", calls.append)
+    for keep in (True, False):
+        run_recbole_hetcomp(model="Pop", dataset="tiny",
+                            config_dict={**tiny, "cpu_keep_freed_memory": keep, "train_batch_size": 512})
+    assert calls == [512 * 91 * 8]  # batch x items (tiny: 90 + padding) x 8 bytes, once
