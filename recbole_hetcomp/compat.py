@@ -513,10 +513,11 @@ def keep_freed_cpu_memory(block_bytes):
     except OSError:
         return None
     threshold = min(int(block_bytes) + (1 << 20), _C_INT_MAX)
+    if not libc.mallopt(_M_MMAP_THRESHOLD, threshold):  # glibc builds that cap it at 32 MB refuse
+        return None
     # A step frees several such blocks at once: with glibc's trim rule (twice the mmap
     # threshold) the top of the heap could go back to the system after each step.
-    if not (libc.mallopt(_M_MMAP_THRESHOLD, threshold) and libc.mallopt(_M_TRIM_THRESHOLD, _C_INT_MAX)):
-        return None
+    libc.mallopt(_M_TRIM_THRESHOLD, _C_INT_MAX)
     return threshold
 
 

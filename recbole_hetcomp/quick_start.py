@@ -149,7 +149,7 @@ def resume_model(config, trainer, logger):
 
 def fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved, logger):
     """RecBole's fit, then the test with the best checkpoint, then the serving time."""
-    if config["cpu_keep_freed_memory"]:
+    if config["cpu_keep_freed_memory"] and torch.device(config["device"]).type == "cpu":
         # Sized for this run's batches, not for those of the teachers trained before it.
         keep_freed_cpu_memory(training_block_bytes(config, train_data._dataset.item_num))
     fit_start = time()

@@ -182,9 +182,12 @@ def test_runs_keep_freed_memory_of_their_batch_size_unless_told_not_to(tiny, mon
     from recbole_hetcomp import compat, quick_start
     from recbole_hetcomp.quick_start import run_recbole_hetcomp
 
-    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    libc, version = platform.libc_ver()
+    # measured on glibc 2.36; older builds may cap the threshold at 32 MB and refuse
+    settable = platform.system() == "Linux" and libc == "glibc" and tuple(map(int, version.split("."))) >= (2, 35)
     assert compat.keep_freed_cpu_memory(16 << 20) is None  # glibc already reuses these
-    assert compat.keep_freed_cpu_memory(64 << 20) == ((65 << 20) if on_glibc else None)
+    threshold = compat.keep_freed_cpu_memory(64 << 20)  # process-wide from here on (harmless)
+    assert threshold == (65 << 20) if settable else threshold in (None, 65 << 20)
     calls = []
     monkeypatch.setattr(quick_start, "keep_freed_cpu_memory", calls.append)
     for keep in (True, False):

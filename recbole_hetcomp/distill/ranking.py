@@ -270,8 +270,10 @@ def rank_ensemble_topk(
     Only items with a strictly positive ensemble score (i.e. present in at
     least one list with positive weight) are eligible, so an item outside
     every list is never ranked ahead of, or in place of, a listed one.
-    Scores are float32 sums (the same sums as :func:`rank_ensemble_scores`
-    in float32), touched only at the listed items.
+    Scores are float32 sums whatever torch's default dtype (the same sums as
+    :func:`rank_ensemble_scores` under RecBole's float32 default), touched only at the
+    listed items. Catalogues above ``ENSEMBLE_BUFFER_BUDGET`` items (4M) go one user per
+    chunk, which is slower.
 
     Args:
         lists: integer ``[M, B, N]`` ranked lists (0-padded).
@@ -287,6 +289,8 @@ def rank_ensemble_topk(
         marks the valid entries.
     """
     n_lists, n_users, length = lists.shape
+    if n_lists * length >= 1 << 24:  # entry columns are float32 in the first-entry test
+        raise ValueError(f"rank_ensemble_topk: at most 2**24 list entries per user, got {n_lists * length}")
     device = lists.device
     per_position = importance(torch.arange(length, device=device), temperature).float()
     w = _as_weights(weights, n_lists, per_position)
