@@ -11,6 +11,7 @@ trained from the same seed. The no-KD learning rate is chosen on mean validation
 import glob
 import json
 import os
+import re
 import statistics
 
 MAIN = "ndcg@20"
@@ -43,7 +44,8 @@ def load(folders):
     hashes = {r["trajectory_hash"] for rs in runs.values() for r in rs}
     if len(hashes) > 1:
         raise SystemExit(f"result files in {', '.join(folders)} come from different teachers: {sorted(hashes)}")
-    no_kd = [s for s in runs if s.startswith("no-kd")]
+    # the d6 rows only: the larger students (no-kd-lr0.001-d16, ...) are rows of their own
+    no_kd = [s for s in runs if re.fullmatch(r"no-kd-lr[0-9.e-]+", s)]
     if no_kd:  # learning rate chosen on validation only
         best = max(no_kd, key=lambda s: statistics.mean(r["best_valid_score"] for r in runs[s]))
         runs["no-kd"] = runs[best]

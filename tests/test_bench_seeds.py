@@ -119,3 +119,16 @@ def test_a_row_folder_is_claimed_by_one_invocation_and_moved_aside_when_its_sett
     claim_folder(str(work), {"set": {"dkc_period": "2"}}).close()  # other settings: not continued
     moved = [p.name for p in tmp_path.iterdir() if p.name.startswith("hetcomp-seed1.other-settings-")]
     assert len(moved) == 1 and (tmp_path / moved[0] / "saved").is_dir() and not (work / "saved").exists()
+
+
+def test_report_picks_the_no_kd_learning_rate_among_the_6_dimensional_rows_only(tmp_path):
+    # The larger trained-alone students validate better, but are rows of their own.
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import report_seeds
+
+    for slug, valid in (("no-kd-lr0.01", 0.03), ("no-kd-lr0.001", 0.04), ("no-kd-lr0.001-d64", 0.09)):
+        (tmp_path / slug).mkdir()
+        (tmp_path / slug / "seed1.json").write_text(json.dumps(
+            {"slug": slug, "student_seed": 1, "best_valid_score": valid, "trajectory_hash": "h"}))
+    runs = report_seeds.load([str(tmp_path)])
+    assert runs["no-kd"] is runs["no-kd-lr0.001"]
