@@ -522,9 +522,9 @@ def keep_freed_cpu_memory(block_bytes):
 
 
 def training_block_bytes(config, n_items):
-    """Upper bound of a training step's largest block: a batch's scores over the catalogue
-    (at most ``train_batch_size`` users x ``n_items``), in 8-byte elements (int64 index
-    blocks of that shape exist too)."""
+    """Bound on a training step's largest block: a batch's scores over the catalogue (at
+    most ``train_batch_size`` users x ``n_items``), counted at 8 bytes a cell, twice float32,
+    as headroom for a float64 or int64 block of that shape."""
     return int(config["train_batch_size"]) * int(n_items) * 8
 
 

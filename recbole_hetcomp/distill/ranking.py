@@ -199,8 +199,9 @@ def rank_ensemble_scores(
     return out
 
 
-# Entries of the dense per-chunk buffer in rank_ensemble_topk: 16 MB of float32, so a chunk of
-# users stays in a CPU's caches whatever the catalogue size (and few launches on a GPU).
+# Cells of the per-chunk scratch buffer in rank_ensemble_topk (16 MB of float32, of which only
+# the listed items' cells are ever touched): a bounded allocation whatever the catalogue size,
+# with enough users per chunk to keep the per-chunk overhead small.
 ENSEMBLE_BUFFER_BUDGET = 4_000_000
 
 
