@@ -50,6 +50,8 @@ ROWS = {
                           {"ensemble_weights": "validation"}, [], False),
     "hetcomp-reference": ("HetComp, reference profile", "HetComp", {}, [REFERENCE], True),
     "hetcomp": ("HetComp, 300-epoch schedule", "HetComp", dict(SCHEDULE_300), [], True),
+    # Today's defaults: the reference profile's schedule, selected on the protocol's NDCG@20.
+    "hetcomp-default": ("HetComp, our default (selection on NDCG@20)", "HetComp", {}, [], True),
     "final-only": ("HetComp, final checkpoints only, 300-epoch schedule", "HetComp",
                    dict(SCHEDULE_300, hetcomp_checkpoints="final"), [], True),
     "rrd": ("RRD", "RRD", {}, [], True),

@@ -17,12 +17,13 @@ import statistics
 MAIN = "ndcg@20"
 SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
 PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp-reference", "final-only-reference"),
+         ("hetcomp-default", "hetcomp-reference"),
          ("hetcomp", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only")]
 SIZES = (16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
-ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp", "final-only", "final-only-reference",
+ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "hetcomp", "final-only", "final-only-reference",
          "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
@@ -122,7 +123,7 @@ def write_report(folders, report_path, plots=False):
     lines += ["", "Curriculum (DKC) per run: epoch of the switch to the detailed loss, and each teacher's mean "
               "checkpoint index at the switch (the last index is T - 1):", "",
               "| row | seed | switch epoch | mean checkpoint at the switch |", "|---|---|---|---|"]
-    for slug in ("hetcomp-reference", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5"):
+    for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5"):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
@@ -181,7 +182,7 @@ def make_plots(runs, report_path):
     figures.append(f"![curriculum]({os.path.basename(path)})")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference", "final-only-reference"):
+    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference", "hetcomp-default", "final-only-reference"):
         for j, r in enumerate(runs.get(slug, [])):
             points = [(h["epoch"], h.get(MAIN)) for h in r["valid_history"] if isinstance(h, dict) and MAIN in h]
             if points:
