@@ -62,6 +62,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per stage (the best is printed)")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (YAML value) for the student")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print torch.profiler's table (self CPU time per op) over N training batches per stage")
     parser.add_argument("--compile", action="store_true",
                         help="also time both stages with the loss under torch.compile (CPU: inductor), after a check "
                              "that it gives the same loss and gradients")
@@ -72,7 +74,7 @@ def main(argv=None):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_hetcomp.compat import keep_freed_cpu_memory, quiet_known_warnings, training_block_bytes
+    from recbole_hetcomp.compat import keep_freed_memory_for_training, quiet_known_warnings
     from recbole_hetcomp.config import Config
     from recbole_hetcomp.utils import get_model, get_trainer
 
@@ -89,8 +91,7 @@ def main(argv=None):
     init_seed(config["seed"], config["reproducibility"])
     start = time.perf_counter()
     train, valid, _ = data_preparation(config, create_dataset(config))
-    if config["cpu_keep_freed_memory"]:  # as a run does before training (--set cpu_keep_freed_memory=False: glibc's default)
-        keep_freed_cpu_memory(training_block_bytes(config, train.dataset.item_num))
+    keep_freed_memory_for_training(config, train.dataset.item_num)  # as a run does (--set cpu_keep_freed_memory=False: glibc's default)
     load_s = time.perf_counter() - start
     synthetic_teachers(config, train.dataset, overrides["trajectory_dir"], config["trajectory_checkpoints"],
                        config["trajectory_topn"], config["trajectory_observed"])
@@ -151,9 +152,32 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     print(f"| {t_overall:.2f} s | {t_detailed:.2f} s | {t_floor:.2f} s | {t_dkc:.2f} s | {peak:.0f} MB{gpu} |")
     print(f"overall / floor = {t_overall / t_floor:.2f}x, detailed / floor = {t_detailed / t_floor:.2f}x")
+    if args.profile:
+        profile_batches(model, trainer, train, args.profile)
     if args.compile:
         compiled_epochs(model, trainer, train, config, epoch, t_overall, t_detailed)
     return 0
+
+
+def profile_batches(model, trainer, train, n_batches):
+    """Where a training batch's time goes: torch.profiler over ``n_batches`` batches per stage."""
+    batches = [batch for _, batch in zip(range(n_batches + 3), train)]
+    for stage in (0, 1):
+        model.akt_stage.fill_(stage)
+
+        def step(batch):
+            trainer.optimizer.zero_grad()
+            model.calculate_loss(batch).backward()
+            trainer.optimizer.step()
+
+        for batch in batches[:3]:  # warm-up
+            step(batch)
+        begin = time.perf_counter()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for batch in batches[3:]:
+                step(batch)
+        print(f"stage {stage}: {(time.perf_counter() - begin) / max(1, len(batches) - 3) * 1000:.1f} ms per batch (profiled)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def compiled_epochs(model, trainer, train, config, epoch, t_overall, t_detailed):

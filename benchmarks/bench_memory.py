@@ -45,7 +45,7 @@ def main(argv=None):
 
     import yaml
 
-    from recbole_hetcomp.compat import keep_freed_cpu_memory, quiet_known_warnings, training_block_bytes
+    from recbole_hetcomp.compat import keep_freed_memory_for_training, quiet_known_warnings
     from recbole_hetcomp.config import Config
     from recbole_hetcomp.utils import get_model, get_trainer
 
@@ -61,8 +61,7 @@ def main(argv=None):
     dataset = create_dataset(config)
     memory("dataset loaded")
     train, valid, _ = data_preparation(config, dataset)
-    if config["cpu_keep_freed_memory"]:  # as a run does before training (--set cpu_keep_freed_memory=False: glibc's default)
-        keep_freed_cpu_memory(training_block_bytes(config, dataset.item_num))
+    keep_freed_memory_for_training(config, dataset.item_num)  # as a run does (--set cpu_keep_freed_memory=False: glibc's default)
     memory("split")
     model = get_model("HetComp")(config, train.dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], "HetComp")(config, model)

@@ -521,11 +521,18 @@ def keep_freed_cpu_memory(block_bytes):
     return threshold
 
 
-def training_block_bytes(config, n_items):
-    """Bound on a training step's largest block: a batch's scores over the catalogue (at
-    most ``train_batch_size`` users x ``n_items``), counted at 8 bytes a cell, twice float32,
-    as headroom for a float64 or int64 block of that shape."""
-    return int(config["train_batch_size"]) * int(n_items) * 8
+def keep_freed_memory_for_training(config, n_items):
+    """:func:`keep_freed_cpu_memory` sized for this run's batches, where ``cpu_keep_freed_memory``
+    is on and the run is on a CPU; called right before training (after any teachers trained
+    inside the run, whose batches differ).
+
+    The bound on a step's largest block is a batch's scores over the catalogue (at most
+    ``train_batch_size`` users x ``n_items``), counted at 8 bytes a cell, twice float32, as
+    headroom for a float64 or int64 block of that shape.
+    """
+    if config["cpu_keep_freed_memory"] and torch.device(config["device"]).type == "cpu":
+        return keep_freed_cpu_memory(int(config["train_batch_size"]) * int(n_items) * 8)
+    return None
 
 
 def patch_recbole_ddp():

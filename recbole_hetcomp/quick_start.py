@@ -20,7 +20,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed, set_color
 
 from recbole_hetcomp.checks import check_data, check_settings
-from recbole_hetcomp.compat import init_logger, keep_freed_cpu_memory, training_block_bytes
+from recbole_hetcomp.compat import init_logger, keep_freed_memory_for_training
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.console import FILE_ONLY, PROGRESS, config_summary, in_stage
 from recbole_hetcomp.errors import ConfigError
@@ -149,9 +149,7 @@ def resume_model(config, trainer, logger):
 
 def fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved, logger):
     """RecBole's fit, then the test with the best checkpoint, then the serving time."""
-    if config["cpu_keep_freed_memory"] and torch.device(config["device"]).type == "cpu":
-        # Sized for this run's batches, not for those of the teachers trained before it.
-        keep_freed_cpu_memory(training_block_bytes(config, train_data._dataset.item_num))
+    keep_freed_memory_for_training(config, train_data._dataset.item_num)
     fit_start = time()
     if config["record_trajectory"] is not True:
         PROGRESS["stage"] = f"training {config['model']}"

@@ -179,7 +179,7 @@ def test_runs_keep_freed_memory_of_their_batch_size_unless_told_not_to(tiny, mon
     # (compat notes): a run lifts that limit to its own batch blocks; the key turns it off.
     import platform
 
-    from recbole_hetcomp import compat, quick_start
+    from recbole_hetcomp import compat
     from recbole_hetcomp.quick_start import run_recbole_hetcomp
 
     libc, version = platform.libc_ver()
@@ -189,7 +189,7 @@ def test_runs_keep_freed_memory_of_their_batch_size_unless_told_not_to(tiny, mon
     threshold = compat.keep_freed_cpu_memory(64 << 20)  # process-wide from here on (harmless)
     assert threshold == (65 << 20) if settable else threshold in (None, 65 << 20)
     calls = []
-    monkeypatch.setattr(quick_start, "keep_freed_cpu_memory", calls.append)
+    monkeypatch.setattr(compat, "keep_freed_cpu_memory", calls.append)
     for keep in (True, False):
         run_recbole_hetcomp(model="Pop", dataset="tiny",
                             config_dict={**tiny, "cpu_keep_freed_memory": keep, "train_batch_size": 512})

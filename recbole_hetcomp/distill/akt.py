@@ -55,8 +55,8 @@ def clamp_scores(scores: torch.Tensor) -> torch.Tensor:
     out of range.
 
     The clamp and its backward are two full passes over ``[B, n_items]``; a max and a min
-    are two cheap reductions, and MF students rarely leave [-40, 40]. (``torch.aminmax``
-    took 12 ms on a 900 x 17k block at 1 thread, ``amax`` + ``amin`` 5 ms; torch 2.13.)
+    are two cheap reductions (cheaper than one ``torch.aminmax`` on CPU, torch 2.13: see
+    ``benchmarks/bench_epoch.py --profile``), and MF students rarely leave [-40, 40].
     """
     values = scores.detach()
     if values.amax() > SCORE_CLAMP or values.amin() < -SCORE_CLAMP:
