@@ -724,6 +724,62 @@ def test_flat_training_items_give_the_same_losses_and_gradients():
         assert torch.allclose(*(torch.autograd.grad(x.sum(), scores)[0] for x in (padded, flat)))
 
 
+def test_scores_kept_as_factors_give_the_dense_losses_and_gradients(monkeypatch):
+    """Students pass their scores as ``MFScores(user_e, item_e)``; every loss gives what the
+    ``[B, n_items]`` matrix gives, computed a chunk of users at a time."""
+    import recbole_hetcomp.distill.mf as mf
+    from recbole_hetcomp.distill.akt import flat_items
+    from recbole_hetcomp.distill.cldrd import cldrd_loss
+    from recbole_hetcomp.distill.rrd import rrd_loss, sample_uninteresting
+
+    n_users, n_items = 40, 60
+    monkeypatch.setattr(mf, "CHUNK_CELLS", {"cpu": 16 * n_items})  # 16 users per chunk
+    assert mf._chunk_bounds(n_users, n_items, torch.device("cpu")) == [0, 16, 40]  # a short tail joins
+    gen = torch.Generator().manual_seed(21)
+    user_e = torch.randn(n_users, 4, generator=gen, dtype=torch.float64)
+    user_e[20] *= 40  # scores beyond +-40 in the second chunk only: clamped, no gradient there
+    item_e = torch.randn(n_items, 4, generator=gen, dtype=torch.float64)
+    assert (user_e[20] @ item_e.T).abs().max() > 40
+    history = torch.randint(0, n_items, (n_users, 6), generator=gen)  # training items, 0 = padding
+    rows, position = history.nonzero(as_tuple=True)
+    shuffled = torch.randperm(len(rows), generator=gen)  # flat sets need not be grouped by user
+    train = (rows[shuffled], history[rows, position][shuffled])
+    target = torch.stack([torch.randperm(n_items - 1, generator=gen)[:12] + 1 for _ in range(n_users)])
+    target[3, 8:] = 0  # padding
+    observed = torch.stack([torch.randperm(n_items - 1, generator=gen)[:3] + 1 for _ in range(n_users)])
+    sampled = sample_uninteresting(history, target, n_items, 7, generator=gen)
+    losses = {
+        "overall": lambda s: overall_loss(s, observed, observed != 0, target, train),
+        "detailed": lambda s: detailed_loss(s, observed, observed != 0, target, train, n_observed=2, n_long=8, n_short=3),
+        "rrd": lambda s: rrd_loss(s, target, history, 4, 8),
+        "rrd, sampled": lambda s: rrd_loss(s, target, history, 4, 8, sampled),
+        "cldrd": lambda s: cldrd_loss(s, target, train, 3, 8),
+    }
+    for name, loss in losses.items():
+        results = []
+        for as_factors in (False, True):
+            u, i = user_e.clone().requires_grad_(), item_e.clone().requires_grad_()
+            scores = mf.MFScores(u, i)
+            value = loss(scores if as_factors else scores.dense())
+            results.append((value, *torch.autograd.grad(value.sum(), (u, i))))
+        for dense, factors in zip(*results):
+            assert torch.allclose(dense, factors, rtol=1e-12, atol=1e-12), name
+
+
+def test_scores_kept_as_factors_take_one_backward():
+    """The exponentials kept for the backward become the gradient in place: a second
+    backward through the same graph is refused (as for any tensor modified in place)."""
+    from recbole_hetcomp.distill.mf import MFScores
+
+    user_e = torch.randn(3, 2, requires_grad=True)
+    scores = MFScores(user_e, torch.randn(5, 2))
+    loss = overall_loss(scores, torch.tensor([[1], [2], [0]]), torch.ones(3, 1, dtype=torch.bool),
+                        torch.tensor([[3], [4], [1]]), torch.tensor([[2], [0], [0]])).sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_discrepancy_is_the_same_whatever_the_membership_blocks(monkeypatch):
     import recbole_hetcomp.distill.dkc as dkc
 

@@ -27,6 +27,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from recbole_hetcomp.distill.mf import MFScores, mf_rest_logsumexp_and_gather
+
 __all__ = [
     "SCORE_CLAMP", "MASKED_SCORE", "clamp_scores", "plackett_luce", "plackett_luce_terms", "log_add_items",
     "overall_loss", "detailed_loss", "rest_logsumexp_and_gather", "flat_items",
@@ -57,7 +59,11 @@ def clamp_scores(scores: torch.Tensor) -> torch.Tensor:
     The clamp and its backward are two full passes over ``[B, n_items]``; a max and a min
     are two cheap reductions (cheaper than one ``torch.aminmax`` on CPU, torch 2.13: see
     ``benchmarks/bench_epoch.py --profile``), and MF students rarely leave [-40, 40].
+    :class:`~recbole_hetcomp.distill.mf.MFScores` pass unchanged: their chunks are
+    clamped as they are computed (same values, same gradients).
     """
+    if isinstance(scores, MFScores):
+        return scores
     values = scores.detach()
     if values.amax() > SCORE_CLAMP or values.amin() < -SCORE_CLAMP:
         return _clamp(scores)
@@ -107,7 +113,9 @@ def rest_logsumexp_and_gather(scores: torch.Tensor, excluded, items: torch.Tenso
     with zero gradient.
 
     Args:
-        scores: float ``[B, n_items]``, already clamped to [-40, 40].
+        scores: float ``[B, n_items]``, already clamped to [-40, 40]; or their factors as
+            :class:`~recbole_hetcomp.distill.mf.MFScores` (clamped chunk by chunk here;
+            same numbers, half the time on CPU, no ``[B, n_items]`` copies).
         excluded: a list of item sets, each an integer ``[B, L]`` tensor of ids (0 =
             padding; item 0 is always excluded) or a ``(rows, cols)`` pair of flat index
             tensors (see :func:`flat_items`).
@@ -117,6 +125,8 @@ def rest_logsumexp_and_gather(scores: torch.Tensor, excluded, items: torch.Tenso
         tuple: ``log_rest`` float [B], ``picked`` float [B, M].
     """
     sets = [tuple(t.long() for t in x) if isinstance(x, (tuple, list)) else x.long() for x in excluded]
+    if isinstance(scores, MFScores):
+        return mf_rest_logsumexp_and_gather(scores, sets, items.long(), SCORE_CLAMP, _TINY)
     return _RestAndPicked.apply(scores, items.long(), *sets)
 
 
@@ -233,7 +243,7 @@ def overall_loss(
     Items of O_u and T_u never appear among each other's competitors.
 
     Args:
-        scores: float ``[B, n_items]``.
+        scores: float ``[B, n_items]``, or their factors (:class:`~recbole_hetcomp.distill.mf.MFScores`).
         observed: integer ``[B, o]`` teacher-ranked training items.
         observed_mask: bool ``[B, o]`` (False or id 0 = padding).
         target: integer ``[B, K]`` DKC target (0 = padding).
@@ -282,7 +292,7 @@ def detailed_loss(
     competitors of the top ``n_short``.
 
     Args:
-        scores: float ``[B, n_items]``.
+        scores: float ``[B, n_items]``, or their factors (:class:`~recbole_hetcomp.distill.mf.MFScores`).
         observed: integer ``[B, o]`` teacher-ranked training items.
         observed_mask: bool ``[B, o]`` (False or id 0 = padding).
         target: integer ``[B, K]`` DKC target (0 = padding).

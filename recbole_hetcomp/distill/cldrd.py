@@ -33,7 +33,7 @@ def cldrd_loss(scores, target, train_items, n_ordered, length):
     Padding entries (id 0) of ``target`` add no term and are in no sum.
 
     Args:
-        scores (torch.Tensor): float [B, n_items] student scores (clamped to [-40, 40] here).
+        scores (torch.Tensor or MFScores): float [B, n_items] student scores (clamped to [-40, 40] here).
         target (torch.Tensor): integer [B, >= length] the ensemble's ranking, best first, 0-padded.
         train_items (torch.Tensor or tuple): training items, integer [B, L_train] 0-padded,
             or flat ``(rows, cols)`` (see :func:`~recbole_hetcomp.distill.akt.flat_items`).

@@ -20,6 +20,7 @@ full-catalogue or sampled uninteresting items), are in
 import torch
 
 from recbole_hetcomp.distill.akt import MASKED_SCORE, clamp_scores, plackett_luce_terms, rest_logsumexp_and_gather
+from recbole_hetcomp.distill.mf import MFScores
 
 __all__ = ["rrd_loss", "sample_uninteresting"]
 
@@ -62,7 +63,7 @@ def rrd_loss(scores, target, train_items, k, n=None, uninteresting=None):
     ``target[:, :n]`` (item 0 never).
 
     Args:
-        scores (torch.Tensor): float [B, n_items] student scores (clamped to [-40, 40] here).
+        scores (torch.Tensor or MFScores): float [B, n_items] student scores (clamped to [-40, 40] here).
         target (torch.Tensor): integer [B, >= max(k, n)] the ensemble's ranking, best first, 0-padded.
         train_items (torch.Tensor or tuple): training items, integer [B, L_train] 0-padded,
             or flat ``(rows, cols)`` (see :func:`~recbole_hetcomp.distill.akt.flat_items`).
@@ -75,6 +76,8 @@ def rrd_loss(scores, target, train_items, k, n=None, uninteresting=None):
         torch.Tensor: float [B] per-user loss.
     """
     n = k if n is None else n
+    if uninteresting is not None and isinstance(scores, MFScores):
+        scores = scores.dense()  # sampled entries are read from the whole matrix
     scores = clamp_scores(scores)
     ranked = target[:, :k].long()
     if uninteresting is None:

@@ -20,7 +20,7 @@ from recbole.utils import InputType
 
 from recbole_hetcomp.distill.akt import flat_items
 from recbole_hetcomp.distill.dkc import build_targets
-from recbole_hetcomp.distill.mf import full_scores
+from recbole_hetcomp.distill.mf import MFScores
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.trajectory.teacherset import TeacherSet
 
@@ -129,7 +129,9 @@ class DistillationStudent(GeneralRecommender):
         """Distillation loss of a batch of users.
 
         Args:
-            scores (torch.Tensor): float [B, n_items] full-catalogue student scores.
+            scores (MFScores): [B, n_items] full-catalogue student scores as their factors
+                (the losses of ``distill`` take them as they are; ``scores.dense()`` builds
+                the matrix).
             users (torch.Tensor): long [B] distinct user ids.
 
         Returns:
@@ -142,7 +144,7 @@ class DistillationStudent(GeneralRecommender):
 
     def calculate_loss(self, interaction):
         users = torch.unique(interaction[self.USER_ID])
-        scores = full_scores(self.user_embedding(users), self.item_embedding.weight)  # [B, n_items]
+        scores = MFScores(self.user_embedding(users), self.item_embedding.weight)  # [B, n_items]
         loss = self.kd_loss(scores, users)
         if self.bpr_weight > 0:
             user, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]

@@ -137,7 +137,7 @@ class CLDRD(FinalEnsembleStudent):
         """``cldrd_loss_weight * sum_u L_u`` at the current stage (see :func:`cldrd_loss`).
 
         Args:
-            scores (torch.Tensor): float [B, n_items] student scores.
+            scores (MFScores or torch.Tensor): [B, n_items] student scores.
             users (torch.Tensor): long [B] distinct user ids.
 
         Returns:

@@ -105,7 +105,7 @@ class RRD(FinalEnsembleStudent):
         """``rrd_loss_weight * sum_u L_u`` (see :func:`rrd_loss`).
 
         Args:
-            scores (torch.Tensor): float [B, n_items] student scores.
+            scores (MFScores or torch.Tensor): [B, n_items] student scores.
             users (torch.Tensor): long [B] distinct user ids.
 
         Returns:
