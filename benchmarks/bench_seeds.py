@@ -102,6 +102,19 @@ def trajectory_hash(folder):
     return digest.hexdigest()[:16]
 
 
+def code_version():
+    """The commit the rows run from, ``+changes`` when the package or benchmarks differ from it
+    (a reader can tell which rows ran the same code); None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "recbole_hetcomp", "benchmarks/bench_seeds.py",
+                                "properties"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
 def settings_of(args, slug):
     _, model, overrides, files, _ = ROWS[slug]
     rel = [os.path.relpath(os.path.abspath(f), REPO) for f in args.config_files + files]
@@ -209,7 +222,7 @@ def _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings):
                        for h in history],
         "teachers": [r["name"] for r in result.get("rows", []) if r["kind"].startswith("teacher")],
         "switch_epoch": switch[0] if switch else None,
-        "wall_time_s": round(time.time() - start, 1), "threads": args.threads,
+        "wall_time_s": round(time.time() - start, 1), "threads": args.threads, "code": code_version(),
         # a continued run: wall_time_s is the last process's only; epoch times cover the whole run
         "resumed_from": os.path.basename(resume) if resume else None,
         "parameters": result.get("parameters"), "ensemble_weights": result.get("ensemble_weights"),

@@ -77,6 +77,12 @@ def paired(runs, a, b, metric):
     return [r["test_result"][metric] - by_seed[r["student_seed"]] for r in runs.get(a, []) if r["student_seed"] in by_seed]
 
 
+def code_line(runs):
+    """Which commits the files came from (recorded since 2026-12-05; older files have none)."""
+    versions = sorted({r.get("code") or "not recorded" for rs in runs.values() for r in rs})
+    return f" Code: {', '.join(f'`{v}`' for v in versions)}." if versions != ["not recorded"] else ""
+
+
 def write_report(folders, report_path, plots=False):
     folders = [folders] if isinstance(folders, str) else list(folders)
     out = " + ".join(folders)
@@ -92,7 +98,7 @@ def write_report(folders, report_path, plots=False):
         f"{(' --also ' + ' '.join(folders[1:])) if folders[1:] else ''} --report={report_path}{' --plots' if plots else ''}`).",
         f"Teachers' trajectory hash: `{any_run['trajectory_hash']}` (the same in every file); "
         f"property files: {', '.join(f'`{f}`' for f in any_run['settings']['config_files']) or 'none'}; "
-        f"torch threads per run: {any_run['threads']}.",
+        f"torch threads per run: {any_run['threads']}.{code_line(runs)}",
         "Student rows: one run per student seed (`student_seed`: initialisation and batch order; the "
         "split and the teachers are the same in every run). Test metrics, mean ± std over seeds.",
         "",

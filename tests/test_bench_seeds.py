@@ -36,6 +36,7 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
                      "hetcomp/seed1.json", "hetcomp/seed2.json"]
     runs = [json.loads((tmp_path / "results" / f).read_text()) for f in files]
     assert len({r["trajectory_hash"] for r in runs}) == 1  # one set of teachers for every run
+    assert len({r["code"] for r in runs}) == 1 and runs[0]["code"]  # the commit they ran from
     one, two = (json.loads((tmp_path / "results" / "hetcomp" / f"seed{k}.json").read_text()) for k in (1, 2))
     assert (one["student_seed"], two["student_seed"]) == (1, 2)
     assert one["test_result"] != two["test_result"]  # the seed moves the student
