@@ -115,7 +115,7 @@ def rest_logsumexp_and_gather(scores: torch.Tensor, excluded, items: torch.Tenso
     Args:
         scores: float ``[B, n_items]``, already clamped to [-40, 40]; or their factors as
             :class:`~recbole_hetcomp.distill.mf.MFScores` (clamped chunk by chunk here;
-            same numbers, half the time on CPU, no ``[B, n_items]`` copies).
+            same numbers, faster on CPU, no ``[B, n_items]`` copies).
         excluded: a list of item sets, each an integer ``[B, L]`` tensor of ids (0 =
             padding; item 0 is always excluded) or a ``(rows, cols)`` pair of flat index
             tensors (see :func:`flat_items`).

@@ -7,8 +7,8 @@ numbers as ``(E_u^T @ grad)^T`` take 1.9 ms. Values and gradients are identical.
 
 :class:`MFScores` keeps the scores as their factors for losses that need only a sum of
 exponentials over the catalogue and a few entries (all the students' losses): computed a
-chunk of users at a time, half the time of the whole-matrix passes on CPU, with the
-same numbers (``benchmarks/bench_epoch.py``).
+chunk of users at a time, with the same numbers, in 0.55x the time of the whole-matrix
+passes per citeulike-a batch on CPU (docs/scale.md, ``benchmarks/bench_epoch.py``).
 """
 
 from typing import NamedTuple
@@ -59,10 +59,6 @@ class MFScores(NamedTuple):
 
     user_e: torch.Tensor  # float [B, d]
     item_e: torch.Tensor  # float [n_items, d]
-
-    @property
-    def shape(self):
-        return torch.Size((self.user_e.shape[0], self.item_e.shape[0]))
 
     def dense(self):
         """The scores as one float ``[B, n_items]`` tensor (:func:`full_scores`)."""
