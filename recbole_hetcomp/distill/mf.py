@@ -7,8 +7,8 @@ numbers as ``(E_u^T @ grad)^T`` take 1.9 ms. Values and gradients are identical.
 
 :class:`MFScores` keeps the scores as their factors for losses that need only a sum of
 exponentials over the catalogue and a few entries (all the students' losses): computed a
-chunk of users at a time, with the same numbers, in 0.55x the time of the whole-matrix
-passes per citeulike-a batch on CPU (docs/scale.md, ``benchmarks/bench_epoch.py``).
+chunk of users at a time, with the same numbers; citeulike-a student epochs 1.3-1.4x faster than with whole-matrix
+passes on CPU (docs/scale.md, ``benchmarks/bench_epoch.py``).
 """
 
 from typing import NamedTuple
