@@ -145,6 +145,7 @@ def write_report(folders, report_path, plots=False):
             mark = {"teacher (left out: weak)": " (left out: weak)", "teacher (weak, kept)": " (weak, kept)"}.get(t.get("kind"), "")
             lines.append(f"| {t['name']}{mark} | {t['test_result'].get(MAIN, float('nan')):.4f} | "
                          f"{t['test_result'].get('recall@50', float('nan')):.4f} | {c.get('validations', '-')} | {kept or '-'} |")
+    lines += serving_table(runs)
     if plots:
         lines += ["", *make_plots(runs, report_path)]
     notes = ""
@@ -234,6 +235,26 @@ def make_plots(runs, report_path):
         figures.append(f"![accuracy against serving time]({os.path.basename(path)})")
     plt.close("all")
     return figures
+
+
+def serving_table(runs, share=0.95, cost=0.1):
+    """Markdown lines: each model's accuracy and serving time next to the ensemble's, and which
+    models reach ``share`` of its test NDCG@20 at no more than ``cost`` of its serving time."""
+    points = serving_points(runs)
+    ensemble = next(((sec, score) for label, sec, score in points if label == "ensemble"), None)
+    if not ensemble or len(points) < 2:
+        return []
+    lines = ["", "Accuracy against serving time (full-sort of all users, measured inside each run on a shared "
+             "machine: read the ratios; students: means over seeds):", "",
+             "| model | test N@20 | share of the ensemble's N@20 | serving s | share of the ensemble's serving time |",
+             "|---|---|---|---|---|"]
+    for label, seconds, score in sorted(points, key=lambda p: p[1]):
+        lines.append(f"| {label} | {score:.4f} | {score / ensemble[1]:.3f} | {seconds:.3f} | {seconds / ensemble[0]:.3f} |")
+    reach = [label for label, seconds, score in points
+             if label != "ensemble" and score >= share * ensemble[1] and seconds <= cost * ensemble[0]]
+    lines += ["", f"At >= {share:.2f}x of the ensemble's test NDCG@20 and <= {cost:g}x of its serving time: "
+              + (", ".join(reach) if reach else "no model measured so far") + "."]
+    return lines
 
 
 def serving_points(runs):

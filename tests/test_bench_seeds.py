@@ -66,7 +66,7 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
 
 def test_serving_points_are_one_per_model_with_seed_means():
     sys.path.insert(0, REPO)
-    from benchmarks.report_seeds import serving_points
+    from benchmarks.report_seeds import serving_points, serving_table
 
     runs = {
         "ensemble": [{"student_seed": None, "inference_time_s": 0.9, "test_result": {"ndcg@20": 0.37},
@@ -76,6 +76,12 @@ def test_serving_points_are_one_per_model_with_seed_means():
     }
     assert serving_points(runs) == [("BPR", 0.1, 0.33), ("ensemble", 0.9, 0.37),
                                     ("hetcomp-reference", 0.03, 0.355)]
+    # The report's table answers the user's question: which model serves near the ensemble's
+    # accuracy (0.355 is 0.96x) at a tenth of its cost (0.03 s against 0.9 s)?
+    table = "\n".join(serving_table(runs))
+    assert "| hetcomp-reference | 0.3550 | 0.959 | 0.030 | 0.033 |" in table
+    assert "<= 0.1x of its serving time: hetcomp-reference." in table
+    assert "no model measured so far" in "\n".join(serving_table(runs, share=0.99))
 
 
 def test_a_row_left_unfinished_continues_from_its_checkpoint_to_the_same_numbers(tmp_path):
