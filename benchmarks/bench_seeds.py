@@ -64,6 +64,11 @@ ROWS = {
                          dict(SCHEDULE_300, ensemble_weights=WEIGHTS_FROM), [], True),
     "final-only-weighted": ("HetComp, final checkpoints only, validation-weighted targets", "HetComp",
                             dict(SCHEDULE_300, hetcomp_checkpoints="final", ensemble_weights=WEIGHTS_FROM), [], True),
+    # The final-only row learns with the detailed loss from its first epoch (its curriculum has
+    # nothing to wait for); this one keeps HetComp's curriculum and drops AKT's overall stage,
+    # so that the pair compares the trajectories alone.
+    "hetcomp-reference-detailed": ("HetComp, detailed loss throughout, reference profile", "HetComp",
+                                   {"akt_mode": "detailed"}, [REFERENCE], True),
     "hetcomp-all-pairs": ("HetComp, switch when every pair is at its last checkpoint", "HetComp",
                           dict(SCHEDULE_300, switch_rule="all_pairs"), [], True),
     "hetcomp-period5": ("HetComp, DKC every 5 epochs from epoch 5", "HetComp",

@@ -20,11 +20,13 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
          ("hetcomp-default", "hetcomp-reference"),
          ("hetcomp", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
-         ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only")]
+         ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only"),
+         ("hetcomp-reference-detailed", "final-only-reference"), ("hetcomp-reference-detailed", "hetcomp-reference")]
 SIZES = (16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "hetcomp", "final-only", "final-only-reference",
-         "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5"]
+         "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
+         "hetcomp-reference-detailed"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
@@ -129,7 +131,8 @@ def write_report(folders, report_path, plots=False):
     lines += ["", "Curriculum (DKC) per run: epoch of the switch to the detailed loss, and each teacher's mean "
               "checkpoint index at the switch (the last index is T - 1):", "",
               "| row | seed | switch epoch | mean checkpoint at the switch |", "|---|---|---|---|"]
-    for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5"):
+    for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5",
+                 "hetcomp-reference-detailed"):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
