@@ -119,8 +119,10 @@ def write_report(folders, report_path, plots=False):
         lines.append(
             f"| {name} | {seeds} | " + " | ".join(fmt([r["test_result"][m] for r in rs]) for m in SHOWN)
             + f" | {share} | {fmt([r['best_epoch'] or 0 for r in rs], 0)} | {fmt([r['epochs_run'] for r in rs], 0)}"
-            + f" | {fmt([r['wall_time_s'] / 60 for r in rs], 1)} |"
+            + f" | {fmt([r['wall_time_s'] / 60 for r in rs], 1)}{'*' if any(r.get('resumed_from') for r in rs) else ''} |"
         )
+    if any(r.get("resumed_from") for rs in runs.values() for r in rs):
+        lines += ["", "\\* continued from a checkpoint after an interruption: the wall time is the last process's only."]
     lines += ["", "Paired differences, seed by seed (test; positive = the first row is better):", "",
               "| difference | seeds | N@20 | R@50 | per seed (N@20) |", "|---|---|---|---|---|"]
     for a, b in PAIRS:
@@ -172,10 +174,10 @@ def make_plots(runs, report_path):
 
     stem = os.path.splitext(report_path)[0]
     figures = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for ax, slug in zip(axes, ("hetcomp", "hetcomp-reference")):
-        if slug not in runs:
-            continue
+    shown = [slug for slug in ("hetcomp", "hetcomp-reference", "hetcomp-reference-detailed") if runs.get(slug)]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(5.5 * max(len(shown), 1), 3.8), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, slug in zip(axes, shown):
         r = runs[slug][0]
         for i, teacher in enumerate(members(runs, r)):
             ax.plot([c["epoch"] for c in r["curriculum"]], [c["mean_checkpoint"][i] for c in r["curriculum"]],
