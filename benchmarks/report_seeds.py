@@ -138,7 +138,9 @@ def write_report(folders, report_path, plots=False):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
-            lines.append(f"| {r['row']} | {r['student_seed']} | {r['switch_epoch']} | {means} |")
+            switch = r["switch_epoch"] if r["switch_epoch"] is not None else "- (one loss throughout)" \
+                if r["settings"].get("overrides", {}).get("akt_mode") in ("overall", "detailed") else "none"
+            lines.append(f"| {r['row']} | {r['student_seed']} | {switch} | {means} |")
     if "ensemble" in runs and ensemble.get("teacher_rows"):
         checkpoints = ensemble.get("teacher_checkpoints") or {}
         lines += ["", "Teachers (recorded once, shared by every row) and the checkpoints each kept (epoch: "
