@@ -724,6 +724,31 @@ def test_flat_training_items_give_the_same_losses_and_gradients():
         assert torch.allclose(*(torch.autograd.grad(x.sum(), scores)[0] for x in (padded, flat)))
 
 
+def test_plackett_luce_suffix_sums_hold_over_the_whole_clamped_range():
+    """The suffix log-sums are a shifted cumulative sum in float32: scores 80 apart (the clamp's
+    whole range) and padding must give float64's exact logcumsumexp, values and gradients."""
+    from recbole_hetcomp.distill.akt import plackett_luce_terms
+
+    gen = torch.Generator().manual_seed(5)
+    scores = torch.rand(64, 50, generator=gen) * 80 - 40
+    scores[:, 0], scores[:, -1] = 40.0, -40.0  # extremes in every row
+    valid = torch.rand(64, 50, generator=gen) > 0.1
+    valid[0] = False  # a row of padding only
+    negatives = torch.randn(64, generator=gen) * 20
+
+    def exact(ranked, ok, log_neg):
+        ranked = ranked.masked_fill(~ok, -1.0e4)
+        suffix = ranked.flip(1).logcumsumexp(dim=1).flip(1)
+        return (torch.logaddexp(suffix, log_neg[:, None]) - ranked).masked_fill(~ok, 0.0).sum(dim=1)
+
+    fast = scores.clone().requires_grad_()
+    reference = scores.double().requires_grad_()
+    got, want = plackett_luce_terms(fast, valid, negatives), exact(reference, valid, negatives.double())
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4)
+    (g_fast,), (g_ref,) = torch.autograd.grad(got.sum(), fast), torch.autograd.grad(want.sum(), reference)
+    assert torch.allclose(g_fast.double(), g_ref, rtol=1e-4, atol=1e-5)
+
+
 def test_scores_kept_as_factors_give_the_dense_losses_and_gradients(monkeypatch):
     """Students pass their scores as ``MFScores(user_e, item_e)``; every loss gives what the
     ``[B, n_items]`` matrix gives, computed a chunk of users at a time."""
