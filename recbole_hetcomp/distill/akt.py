@@ -175,7 +175,9 @@ def plackett_luce_terms(
     """Plackett-Luce negative log-likelihood per row, from the ranked items' scores.
 
     Args:
-        ranked_scores: float ``[B, m]`` scores of the ranked items, best first.
+        ranked_scores: float ``[B, m]`` scores of the ranked items, best first, within
+            [-SCORE_CLAMP, SCORE_CLAMP] (as :func:`clamp_scores` leaves them; the suffix sums
+            rely on it).
         valid: bool ``[B, m]``; False = padding (no term, in no suffix sum).
         log_negatives: float ``[B]`` ``log sum_{j in N} e^{s_j}`` of the unordered set N.
         log_floor: if given, each denominator is clamped at ``>= e^log_floor`` before its log.
