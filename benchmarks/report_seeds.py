@@ -138,8 +138,10 @@ def write_report(folders, report_path, plots=False):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
-            switch = r["switch_epoch"] if r["switch_epoch"] is not None else "- (one loss throughout)" \
-                if r["settings"].get("overrides", {}).get("akt_mode") in ("overall", "detailed") else "none"
+            switch = r["switch_epoch"]
+            if switch is None:
+                one_loss = r["settings"].get("overrides", {}).get("akt_mode") in ("overall", "detailed")
+                switch = "- (one loss throughout)" if one_loss else "none"
             lines.append(f"| {r['row']} | {r['student_seed']} | {switch} | {means} |")
     if "ensemble" in runs and ensemble.get("teacher_rows"):
         checkpoints = ensemble.get("teacher_checkpoints") or {}
