@@ -64,6 +64,13 @@ ROWS = {
                          dict(SCHEDULE_300, ensemble_weights=WEIGHTS_FROM), [], True),
     "final-only-weighted": ("HetComp, final checkpoints only, validation-weighted targets", "HetComp",
                             dict(SCHEDULE_300, hetcomp_checkpoints="final", ensemble_weights=WEIGHTS_FROM), [], True),
+    # The same targets under the reference profile: ensemble_weights' default is decided on
+    # these (a claim about the method must hold on ml-1m and citeulike-a, not only ml-100k).
+    "hetcomp-reference-weighted": ("HetComp, validation-weighted targets, reference profile", "HetComp",
+                                   {"ensemble_weights": WEIGHTS_FROM}, [REFERENCE], True),
+    "final-only-reference-weighted": ("HetComp, final checkpoints only, validation-weighted targets, reference profile",
+                                      "HetComp", {"hetcomp_checkpoints": "final", "ensemble_weights": WEIGHTS_FROM},
+                                      [REFERENCE], True),
     # The final-only row learns with the detailed loss from its first epoch (its curriculum has
     # nothing to wait for); this one keeps HetComp's curriculum and drops AKT's overall stage,
     # so that the pair compares the trajectories alone.

@@ -21,12 +21,14 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
          ("hetcomp", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only"),
-         ("hetcomp-reference-detailed", "final-only-reference"), ("hetcomp-reference-detailed", "hetcomp-reference")]
+         ("hetcomp-reference-detailed", "final-only-reference"), ("hetcomp-reference-detailed", "hetcomp-reference"),
+         ("hetcomp-reference-weighted", "hetcomp-reference"), ("final-only-reference-weighted", "final-only-reference"),
+         ("hetcomp-reference-weighted", "final-only-reference-weighted")]
 SIZES = (16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "hetcomp", "final-only", "final-only-reference",
          "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
-         "hetcomp-reference-detailed"]
+         "hetcomp-reference-detailed", "hetcomp-reference-weighted", "final-only-reference-weighted"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
@@ -134,7 +136,7 @@ def write_report(folders, report_path, plots=False):
               "checkpoint index at the switch (the last index is T - 1):", "",
               "| row | seed | switch epoch | mean checkpoint at the switch |", "|---|---|---|---|"]
     for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5",
-                 "hetcomp-reference-detailed"):
+                 "hetcomp-reference-detailed", "hetcomp-reference-weighted"):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
