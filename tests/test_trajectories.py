@@ -9,7 +9,7 @@ import torch
 
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
-from recbole_hetcomp.trajectory.recorder import select_checkpoints
+from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, select_checkpoints
 from recbole_hetcomp.trajectory.store import (
     Trajectory,
     TrajectoryError,
@@ -88,6 +88,23 @@ def test_recorded_lists_hold_no_training_item_and_no_padding(tiny):
             ranked = observed[u][observed[u] != 0]
             assert set(ranked) <= set(history[u][history[u] != 0])
     assert (trajectory.topn[:, 0] == 0).all()
+
+
+def test_recorder_pads_histories_per_batch_like_recbole_pads_them_for_all_users(tiny):
+    config, (train, valid, test) = dataset_splits(tiny)
+    # Same random stream as RecBole's matrix (it lists items in a random order): teachers
+    # recorded before this layout record the same again.
+    torch.manual_seed(0)
+    padded, _, lengths = train.dataset.history_item_matrix()
+    after_recbole = torch.rand(1)
+    torch.manual_seed(0)
+    recorder = TrajectoryRecorder(train.dataset)
+    assert torch.equal(torch.rand(1), after_recbole)
+    users = torch.tensor([3, 1, 7, 0, 2])
+    batch = recorder.histories(users)
+    assert batch.shape == (5, int(lengths[users].max()))
+    assert torch.equal(batch, padded[users][:, : batch.shape[1]])
+    assert torch.equal(recorder.histories(torch.arange(len(padded))), padded)
 
 
 def test_recall_from_recorded_final_checkpoint_equals_recbole_validation(tiny):
