@@ -395,7 +395,7 @@ def test_detailed_only_ablation_still_runs_the_curriculum(tiny):
 
 
 def test_training_items_in_csr_are_recboles_history_rows(tiny):
-    from recbole_hetcomp.model.abstract_student import training_items_csr
+    from recbole_hetcomp.history import training_items_csr
 
     run(tiny, model="RankEnsemble")  # records the teachers
     _, (train, _, _), model, _ = load_split_and_model(tiny)

@@ -9,6 +9,7 @@ import torch
 
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
+from recbole_hetcomp.history import padded_rows
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, select_checkpoints
 from recbole_hetcomp.trajectory.store import (
     Trajectory,
@@ -101,10 +102,10 @@ def test_recorder_pads_histories_per_batch_like_recbole_pads_them_for_all_users(
     recorder = TrajectoryRecorder(train.dataset)
     assert torch.equal(torch.rand(1), after_recbole)
     users = torch.tensor([3, 1, 7, 0, 2])
-    batch = recorder.histories(users)
+    batch = padded_rows(recorder.train_indptr, recorder.train_indices, users)
     assert batch.shape == (5, int(lengths[users].max()))
     assert torch.equal(batch, padded[users][:, : batch.shape[1]])
-    assert torch.equal(recorder.histories(torch.arange(len(padded))), padded)
+    assert torch.equal(padded_rows(recorder.train_indptr, recorder.train_indices, torch.arange(len(padded))), padded)
 
 
 def test_recall_from_recorded_final_checkpoint_equals_recbole_validation(tiny):

@@ -22,32 +22,8 @@ from recbole_hetcomp.distill.akt import flat_items
 from recbole_hetcomp.distill.dkc import build_targets
 from recbole_hetcomp.distill.mf import MFScores
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.history import padded_rows, training_items_csr
 from recbole_hetcomp.trajectory.teacherset import TeacherSet
-
-
-def training_items_csr(dataset):
-    """Each user's training items as CSR arrays, in RecBole's ``history_item_matrix`` order.
-
-    Args:
-        dataset (Dataset): the training split.
-
-    Returns:
-        tuple: ``indptr`` long [n_users + 1] and ``indices`` long [n_interactions]; user u's
-        items are ``indices[indptr[u]:indptr[u + 1]]``.
-    """
-    def column(field):  # a torch tensor once RecBole has split the data, pandas before
-        values = dataset.inter_feat[field]
-        return torch.as_tensor(values.to_numpy() if hasattr(values, "to_numpy") else values).long()
-
-    users, items = column(dataset.uid_field), column(dataset.iid_field)
-    # RecBole's history_item_matrix, which students used before, shuffles the interactions
-    # first with torch's global generator: the same draw keeps the order within each user
-    # and every later random number (the embeddings' initialisation) as they were.
-    shuffled = torch.randperm(len(users))
-    users, items = users[shuffled], items[shuffled]
-    order = torch.sort(users, stable=True).indices
-    counts = torch.bincount(users, minlength=dataset.user_num)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)]), items[order]
 
 
 class DistillationStudent(GeneralRecommender):
@@ -114,12 +90,7 @@ class DistillationStudent(GeneralRecommender):
 
     def train_items_padded(self, users):
         """Training items of ``users`` as long ``[B, L]``, 0-padded to the batch's heaviest user."""
-        rows, cols = self.train_items_of(users)
-        lengths = self.train_indptr[users + 1] - self.train_indptr[users]
-        out = torch.zeros(len(users), max(int(lengths.max()) if len(users) else 0, 1), dtype=torch.long, device=users.device)
-        position = torch.arange(len(rows), device=users.device) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
-        out[rows, position] = cols
-        return out
+        return padded_rows(self.train_indptr, self.train_indices, users)
 
     def has_training_items(self):
         """Bool [n_users]: users with at least one training item (not RecBole's padding user 0)."""

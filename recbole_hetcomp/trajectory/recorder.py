@@ -17,6 +17,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_hetcomp.errors import ConfigError
+from recbole_hetcomp.history import padded_rows, training_items_csr
 
 CHECKPOINT_RULES = ("progress", "even", "epochs")
 
@@ -79,30 +80,6 @@ def select_checkpoints(scores, n_checkpoints, rule="progress", epochs=None, expl
     return sorted(set(chosen))
 
 
-def training_histories(train_dataset):
-    """Every user's training items, flat, in the order of the training data (CSR layout).
-
-    RecBole's ``history_item_matrix`` pads every user to the longest history: n_users x
-    max_len, which one heavy user can blow up; the recorder pads only a batch of users at a
-    time, from these. The order is RecBole's too: it lists each user's items in a random
-    permutation of the data drawn from the global torch RNG, and so does this (one
-    ``randperm`` of the same length), so that teachers recorded before this layout get the
-    same random stream, the same training and the same trajectory hash when re-recorded.
-
-    Returns:
-        tuple: ``items`` int64 [n_interactions] grouped by user, ``starts`` and ``lengths``
-        int64 [n_users] (user u's items are ``items[starts[u] : starts[u] + lengths[u]]``).
-    """
-    permutation = torch.randperm(len(train_dataset.inter_feat)).numpy()
-    users = train_dataset.inter_feat[train_dataset.uid_field].numpy()[permutation]
-    items = train_dataset.inter_feat[train_dataset.iid_field].numpy()[permutation]
-    order = np.argsort(users, kind="stable")
-    lengths = np.bincount(users, minlength=int(train_dataset.user_num))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return (torch.from_numpy(items[order].astype(np.int64)), torch.from_numpy(starts.astype(np.int64)),
-            torch.from_numpy(lengths.astype(np.int64)))
-
-
 class TrajectoryRecorder:
     """Ranks every user's items with the model under training, at each validation.
 
@@ -123,26 +100,15 @@ class TrajectoryRecorder:
         self.n_items = int(train_dataset.item_num)
         self.top_n = min(top_n, self.n_items - 1)
         self.n_observed = n_observed
-        self.history_items, self.history_starts, self.history_lengths = training_histories(train_dataset)
+        # [n_users + 1], [n_interactions]: no users x heaviest-user matrix (RecBole's
+        # history_item_matrix); one scoring batch is padded at a time.
+        self.train_indptr, self.train_indices = training_items_csr(train_dataset)
         self.users_per_batch = max(1, batch_scores // self.n_items)
         self.keep = keep
         self.evaluations = []  # (epoch, valid score) of every validation, in order
         self.snapshots = {}  # validation index -> (topn, observed) int32 arrays
         self._running_best = None
         self.recording_time = 0.0
-
-    def histories(self, users):
-        """The users' training items in training-data order, 0-padded to the batch's longest: int64 [B, max_len].
-
-        Args:
-            users (torch.LongTensor): [B] user ids.
-        """
-        lengths = self.history_lengths[users]
-        width = max(int(lengths.max()), 1) if len(users) else 1
-        position = torch.arange(width)
-        inside = position < lengths[:, None]
-        index = (self.history_starts[users][:, None] + position).masked_fill(~inside, 0)
-        return self.history_items[index].masked_fill(~inside, 0) if len(self.history_items) else index
 
     # --- scoring --------------------------------------------------------------------
     def _scores(self, model, users):
@@ -165,7 +131,7 @@ class TrajectoryRecorder:
             users (torch.LongTensor): [B] user ids.
             raw_scores (torch.Tensor): [B, n_items] scores before any masking.
         """
-        history = self.histories(users.cpu())
+        history = padded_rows(self.train_indptr, self.train_indices, users.cpu())
         hist_scores = raw_scores.float().cpu().gather(1, history).masked_fill(history == 0, -torch.inf)
         order = torch.sort(hist_scores, dim=1, descending=True, stable=True).indices[:, : self.n_observed]
         ranked = history.gather(1, order).masked_fill(hist_scores.gather(1, order) == -torch.inf, 0)
@@ -204,7 +170,7 @@ class TrajectoryRecorder:
             if self.n_observed:
                 observed[users.numpy()] = self.observed_ranking(users, scores).numpy()
             scores[:, 0] = -torch.inf
-            scores.scatter_(1, self.histories(users), -torch.inf)
+            scores.scatter_(1, padded_rows(self.train_indptr, self.train_indices, users), -torch.inf)
             topn[users.numpy()] = self.unobserved_topn(scores).numpy()
         model.train(was_training)
         return topn, observed
