@@ -362,19 +362,32 @@ def test_student_seed_moves_the_student_not_the_split_or_the_teachers(tiny):
 
 def test_teacher_weights_shape_the_targets(tiny):
     run(tiny, model="RankEnsemble")
-    _, _, model, _ = load_split_and_model(tiny, ensemble_weights=[1.0, 0.0])  # BPR only, EASE weighs nothing
+    _, _, model, _ = load_split_and_model(tiny, ensemble_weights=[1.0, 3.0])
     _, _, equal, _ = load_split_and_model(tiny)
     from recbole_hetcomp.distill.dkc import build_targets
 
-    bpr = model.teacher_names.index("BPR")
-    alone = build_targets(model.trajectories[bpr:bpr + 1], model.dkc_checkpoint[bpr:bpr + 1], model.n_items, model.k)
     users = model.curriculum_users
-    assert torch.equal(model.targets[users], alone[users])
-    assert not torch.equal(equal.targets[users], alone[users])
+    weighted = build_targets(model.trajectories, model.dkc_checkpoint, model.n_items, model.k, weights=[1.0, 3.0])
+    assert torch.equal(model.targets[users], weighted[users])
+    assert not torch.equal(equal.targets[users], model.targets[users])
     with pytest.raises(ConfigError, match="ensemble_weights must be one weight >= 0 per teacher"):
         load_split_and_model(tiny, ensemble_weights=[1.0])
     with pytest.raises(ConfigError, match="validation is chosen by a run"):
         load_split_and_model(tiny, ensemble_weights="validation")
+
+
+def test_a_teacher_weighted_zero_is_left_out_like_an_unlisted_one(tiny):
+    run(tiny, model="RankEnsemble")
+    _, _, weighted, _ = load_split_and_model(tiny, ensemble_weights=[1.0, 0.0])  # EASE weighs nothing
+    _, _, bpr_only, _ = load_split_and_model(tiny, teachers=["BPR"])
+    assert weighted.teacher_names == bpr_only.teacher_names == ["BPR"]
+    # EASE's trajectory is neither followed by DKC nor waited for by the switch.
+    assert torch.equal(weighted.dkc_n_checkpoints, bpr_only.dkc_n_checkpoints)
+    assert torch.equal(weighted.trajectories, bpr_only.trajectories)
+    users = weighted.curriculum_users
+    assert torch.equal(weighted.targets[users], bpr_only.targets[users])
+    assert torch.equal(weighted.observed_targets[users], bpr_only.observed_targets[users])
+    assert weighted.teachers_digest == bpr_only.teachers_digest  # a resumed run checks the same teachers
 
 
 def test_a_run_chooses_the_students_teacher_weights_on_validation(tiny):

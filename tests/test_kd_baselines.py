@@ -230,6 +230,15 @@ def test_targets_are_the_final_ensemble_ranking(tiny):
     assert not train_mask.gather(1, rrd.targets).any(), "targets hold no training item"
 
 
+@pytest.mark.parametrize("model", ["RRD", "CLDRD"])
+def test_a_teacher_weighted_zero_is_left_out_of_the_targets(tiny, model):
+    run(tiny, "RankEnsemble")  # records the teachers
+    _, _, weighted, _ = load_split_and_model(tiny, model, ensemble_weights=[0.0, 1.0])  # BPR weighs nothing
+    _, _, ease_only, _ = load_split_and_model(tiny, model, teachers=["EASE"])
+    assert weighted.teacher_names == ease_only.teacher_names == ["EASE"]
+    assert torch.equal(weighted.targets, ease_only.targets)
+
+
 def test_curriculum_advances_on_schedule_and_is_checkpointed(tiny):
     run(tiny, "RankEnsemble")
     _, (train, valid, _), model, trainer = load_split_and_model(tiny, "CLDRD", epochs=7, eval_step=1)

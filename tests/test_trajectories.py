@@ -1,6 +1,5 @@
 """Teachers' trajectories: recording, the store, fingerprints, and the rank ensemble."""
 
-import json
 import os
 
 import numpy as np

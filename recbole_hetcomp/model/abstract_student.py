@@ -10,6 +10,8 @@ reference code does), plus an optional BPR term on the interactions themselves.
 Subclasses build their knowledge in ``__init__`` and implement :meth:`kd_loss`.
 """
 
+from logging import getLogger
+
 import torch
 from torch import nn
 
@@ -77,12 +79,22 @@ class DistillationStudent(GeneralRecommender):
             raise ConfigError(f"student_init_std must be a number > 0, got {std!r}")
 
     def _take_teachers(self, config, dataset):
-        """The run's TeacherSet; keeps their names and the digest checkpoints carry (a resumed
-        run must learn from the same teachers)."""
-        teachers = TeacherSet.of(config, dataset)
+        """The teachers this student learns from and their ``ensemble_weights`` (teachers
+        weighted 0 left out, see :meth:`TeacherSet.for_student`); keeps their names and the
+        digest checkpoints carry (a resumed run must learn from the same teachers).
+
+        Returns:
+            tuple: (TeacherSet, list of float or None): the set and one weight per member
+            (None: equal weights).
+        """
+        members = TeacherSet.of(config, dataset)
+        teachers, weights = members.for_student(config["ensemble_weights"])
+        left_out = [name for name in members.names if name not in teachers.names]
+        if left_out:
+            getLogger().info(f"{config['model']}: teachers weighted 0 left out of the targets: {', '.join(left_out)}")
         self.teacher_names = teachers.names
         self.teachers_digest = teachers.digest()
-        return teachers
+        return teachers, weights
 
     def train_items_of(self, users):
         """Training items of ``users`` as flat ``(rows, cols)`` indices (see :func:`flat_items`)."""
@@ -160,8 +172,7 @@ class FinalEnsembleStudent(DistillationStudent):
         self.temperature = config["importance_temperature"]
         self.target_length = length
 
-        teachers = self._take_teachers(config, dataset)
-        weights = teachers.student_weights(config["ensemble_weights"])
+        teachers, weights = self._take_teachers(config, dataset)
         final_lists = teachers.final_lists()  # [M, U, N]
         if final_lists.shape[-1] < length:
             raise ConfigError(

@@ -237,3 +237,22 @@ class TeacherSet:
         if min(weights) < 0 or max(weights) <= 0:
             raise ConfigError(f"{rule}, got {weights!r}")
         return [float(w) for w in weights]
+
+    def for_student(self, weights):
+        """The teachers a student learns from, and their weights (see :meth:`student_weights`).
+
+        A teacher weighted 0 adds nothing to any ensemble the student learns from, so it is
+        left out, as the guard leaves out a weak one: otherwise its trajectory would still
+        cost DKC steps and hold the switch until the student's lists pass along it.
+
+        Returns:
+            tuple: (TeacherSet, list of float or None): a set whose members are the teachers
+            weighted > 0 (this set itself when none is 0), and their weights.
+        """
+        weights = self.student_weights(weights)
+        if weights is None or min(weights) > 0:
+            return self, weights
+        kept = [i for i, w in enumerate(weights) if w > 0]
+        taught = TeacherSet(self.specs, self.all, self.weak, [self.members[i] for i in kept],
+                            self.fingerprint, self.paths, self.train_dataset)
+        return taught, [weights[i] for i in kept]

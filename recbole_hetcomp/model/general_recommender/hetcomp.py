@@ -52,7 +52,7 @@ class HetComp(DistillationStudent):
 
         # teachers' trajectories: loaded from files validated against this split, so
         # they are not part of the checkpoint
-        teachers = self._take_teachers(config, dataset)
+        teachers, weights = self._take_teachers(config, dataset)
         topn, observed, n_checkpoints = teachers.stacked(config["hetcomp_checkpoints"])
         if topn.shape[-1] < max(self.k, self.depth):
             raise ConfigError(
@@ -62,7 +62,6 @@ class HetComp(DistillationStudent):
         # int32 as stored (half of an int64 copy: 64 MB less on ml-1m); the DKC and target
         # code widens only the slices it indexes with.
         self.register_buffer("trajectories", torch.from_numpy(topn), persistent=False)
-        weights = teachers.student_weights(config["ensemble_weights"])
         # The teachers' weights in every ensemble the student learns from (T_u and O_u).
         self.register_buffer(
             "teacher_weights",
