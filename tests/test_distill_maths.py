@@ -753,7 +753,6 @@ def test_scores_kept_as_factors_give_the_dense_losses_and_gradients(monkeypatch)
     """Students pass their scores as ``MFScores(user_e, item_e)``; every loss gives what the
     ``[B, n_items]`` matrix gives, computed a chunk of users at a time."""
     import recbole_hetcomp.distill.mf as mf
-    from recbole_hetcomp.distill.akt import flat_items
     from recbole_hetcomp.distill.cldrd import cldrd_loss
     from recbole_hetcomp.distill.rrd import rrd_loss, sample_uninteresting
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import recbole
 import scipy.sparse as sp
-import torch
 from recbole.data import create_dataset
 from recbole.utils import init_seed
 
