@@ -80,7 +80,8 @@ def ensemble_line(row, config):
     metric = str(config["valid_metric"]).lower()
     score = row["valid_result"].get(metric)
     shown = f"valid {config['valid_metric']} {score:.4f}" if score is not None else "evaluated"
-    return set_color("ensemble", "green") + f" of the teachers that take part: {shown} (the student's target)"
+    which = "ensemble" if row["name"] == "Ensemble" else "ensemble (" + row["name"].split(", ", 1)[1] + ")"
+    return set_color(which, "green") + f" of the teachers that take part: {shown} (the student's target)"
 
 
 def weights_on_validation(config, train_dataset, valid_data):
@@ -246,11 +247,15 @@ def run_recbole_hetcomp(
 
     with teachers.shared() if teachers is not None else nullcontext():  # every model takes these teachers
         if teachers is not None:
+            members = list(rows)
             if not evaluates_itself(config):  # (a run of the equal-weight ensemble evaluates it below)
-                rows.append(ensemble_row(config, rows, valid_data, test_data, train_data._dataset))
-                logger.info(ensemble_line(rows[-1], config))
+                rows.append(ensemble_row(config, members, valid_data, test_data, train_data._dataset))
             if config["model"] != "RankEnsemble" and config["ensemble_weights"] == "validation":
                 chosen = weights_on_validation(config, train_data._dataset, valid_data)
+                # The student learns this one: the table shows it next to the equal-weight one.
+                rows.append(ensemble_row(config, members, valid_data, test_data, train_data._dataset, weights=chosen))
+            if not evaluates_itself(config):
+                logger.info(ensemble_line(rows[-1], config))
             logger.info(set_color(f"model {config['model']}", "green") + " (teachers ready)")
         model, trainer, recorder = build_model(config, train_data, student_seed, logger)
         if config["resume_file"]:

@@ -59,15 +59,21 @@ def teacher_rows(config, teachers):
     ]
 
 
-def ensemble_row(config, teacher_rows_, valid_data, test_data, train_dataset, evaluated=None):
-    """The equal-weight rank ensemble of the teachers that take part.
+def ensemble_row(config, teacher_rows_, valid_data, test_data, train_dataset, evaluated=None, weights=None):
+    """The rank ensemble of the teachers that take part: equal weights, or ``weights``.
 
     Its inference cost is every member's plus the aggregation; its parameters are the
     members'. Evaluated here (build it while the run's :class:`TeacherSet` is shared: no
     file is reread) unless ``evaluated`` already holds its results: a run of the
     equal-weight RankEnsemble itself (``valid_result``, ``test_result``, ``inference_time_s``).
+
+    Args:
+        weights (dict or None): teacher -> weight, the weights a student's ``ensemble_weights:
+            validation`` chose (``config["ensemble_weights"]`` holds them as a list); a teacher
+            weighted 0 is not served, so it adds neither parameters nor time.
     """
-    members = [r for r in teacher_rows_ if r["kind"] != "teacher (left out: weak)"]
+    members = [r for r in teacher_rows_ if r["kind"] != "teacher (left out: weak)"
+               and (weights is None or weights.get(r["name"], 0) > 0)]
     if evaluated is not None:
         valid_result, test_result = evaluated["valid_result"], evaluated["test_result"]
         aggregation = evaluated["inference_time_s"]
@@ -83,7 +89,8 @@ def ensemble_row(config, teacher_rows_, valid_data, test_data, train_dataset, ev
         aggregation = full_sort_inference_time(ensemble, train_dataset, max(config["topk"]), config["eval_batch_size"])
     teacher_times = [r["inference_time_s"] for r in members]
     total = None if None in teacher_times else sum(teacher_times) + aggregation
-    return metric_row("Ensemble", "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result)
+    name = "Ensemble" if weights is None else f"Ensemble, weights {weights}"
+    return metric_row(name, "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result)
 
 
 def evaluates_itself(config):

@@ -397,6 +397,12 @@ def test_a_run_chooses_the_students_teacher_weights_on_validation(tiny):
     checkpoint = torch.load(student["checkpoint_file"], weights_only=False)
     names = [r["name"] for r in student["rows"] if r["kind"] == "teacher"]
     assert checkpoint["config"]["ensemble_weights"] == [searched["ensemble_weights"][n] for n in names]
+    # The summary shows the ensemble the student learns next to the equal-weight one.
+    equal, weighted = [r for r in student["rows"] if r["kind"] == "ensemble"]
+    assert (equal["name"], weighted["name"]) == ("Ensemble", f"Ensemble, weights {searched['ensemble_weights']}")
+    assert weighted["test_result"] == searched["test_result"]
+    assert weighted["parameters"] == sum(r["parameters"] for r in student["rows"]
+                                         if r["kind"] == "teacher" and searched["ensemble_weights"][r["name"]] > 0)
 
 
 def test_detailed_only_ablation_still_runs_the_curriculum(tiny):
