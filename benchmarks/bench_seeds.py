@@ -310,7 +310,9 @@ def compute(args):
     # Teachers first, in one process: every other row reads their files, none writes them.
     committed = os.path.join(args.out, "ensemble", "run.json")
     if os.path.isfile(committed) and not os.path.isdir(os.path.join(traj_dir, args.dataset)):
-        # A fresh checkout: recording is deterministic, so record again and check the hash.
+        # A fresh checkout: record again and check the hash. Same code and machine give the
+        # same recording; another machine may not (float kernels differ by CPU: on citeulike-a
+        # a re-recording on 2026-12-05 moved CML and NeuMF by <= 0.0008 test NDCG@20).
         print("re-recording the teachers of the committed results", flush=True)
         run_row(args, "ensemble", None, traj_dir, None, out=os.path.join(args.work, "rerecorded-ensemble.json"))
     out, status = run_row(args, "ensemble", None, traj_dir, None)
@@ -319,7 +321,10 @@ def compute(args):
     if os.path.isdir(os.path.join(traj_dir, args.dataset)):
         found = trajectory_hash(os.path.join(traj_dir, args.dataset))
         if found != traj_hash:
-            raise SystemExit(f"trajectories in {traj_dir} ({found}) are not the ones the results used ({traj_hash})")
+            raise SystemExit(
+                f"trajectories in {traj_dir} ({found}) are not the ones the results in {args.out} used ({traj_hash}): "
+                f"teachers trained with other code or on another machine; run these rows into a new --out folder "
+                f"(its rows pair only with each other) or give --work the folder that holds the original teachers")
     else:
         raise SystemExit(f"the results in {args.out} used teachers {traj_hash}, not in {traj_dir}: re-record them there")
     print(f"teachers {traj_hash} ({status})", flush=True)

@@ -55,6 +55,14 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     changed = bench(tmp_path, "--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT[:-2], "--set", "dkc_period=2")
     assert changed.returncode != 0 and "computed under other settings" in changed.stderr
 
+    # Teachers that are not the results' (other code, another machine's float kernels) are refused, with the way out.
+    ensemble = tmp_path / "results" / "ensemble" / "run.json"
+    payload = json.loads(ensemble.read_text())
+    ensemble.write_text(json.dumps(dict(payload, trajectory_hash="0" * 16)))
+    other = bench(tmp_path, "--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT)
+    assert other.returncode != 0 and "run these rows into a new --out folder" in other.stderr, other.stderr[-2000:]
+    ensemble.write_text(json.dumps(payload))
+
     report = tmp_path / "report.md"
     made = subprocess.run([sys.executable, BENCH, f"--out={tmp_path / 'results'}", f"--report={report}"],
                           capture_output=True, text=True, timeout=120)
