@@ -25,6 +25,8 @@ an interrupted comparison continues where it stopped. At the end every model is 
 its checkpoint and timed back to back in this process. The report (Markdown, plus .csv and
 .json next to it, and PNG figures with --plots) states the command, date, machine and
 threads. --set applies to the student rows only (teachers keep the protocol's settings).
+The students learn the equal-weight ensemble, as the paper (and as the committed reports
+were run); `--set ensemble_weights=validation` gives every one of them the weighted one.
 
 What runs is in compare_rows.py (the rows, their scheduling, the timings, kept in
 <work>/measurements.json); the tables and figures are in compare_report.py, which rebuilds

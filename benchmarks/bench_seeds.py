@@ -54,8 +54,9 @@ ROWS = {
                           {"ensemble_weights": "validation"}, [], False),
     "hetcomp-reference": ("HetComp, reference profile", "HetComp", {}, [REFERENCE], True),
     "hetcomp": ("HetComp, 300-epoch schedule", "HetComp", dict(SCHEDULE_300, **EQUAL), [], True),
-    # Today's defaults: the reference profile's schedule, selected on the protocol's NDCG@20.
-    "hetcomp-default": ("HetComp, our default (selection on NDCG@20)", "HetComp", {}, [], True),
+    # Today's defaults: the reference profile's schedule, the validation-weighted targets,
+    # selection on the protocol's NDCG@20.
+    "hetcomp-default": ("HetComp, our default (weighted targets, selection on NDCG@20)", "HetComp", {}, [], True),
     "final-only": ("HetComp, final checkpoints only, 300-epoch schedule", "HetComp",
                    dict(SCHEDULE_300, hetcomp_checkpoints="final", **EQUAL), [], True),
     "rrd": ("RRD", "RRD", dict(EQUAL), [], True),

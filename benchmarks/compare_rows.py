@@ -68,7 +68,10 @@ def settings(data_path, trajectory_dir, threads, sets):
     }
     if threads:
         base["torch_num_threads"] = threads
-    student = dict(base)
+    # The students learn the equal-weight ensemble, as the paper and as these rows were first
+    # measured (a work folder's existing rows are reused); `--set ensemble_weights=validation`
+    # gives every student the validation-weighted one, the models' default.
+    student = dict(base, ensemble_weights=None)
     for item in sets:
         key, _, value = item.partition("=")
         student[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
@@ -486,6 +489,9 @@ def time_epochs_back_to_back(results, names, dataset, files, threads):
         overrides = dict(results[name].get("row_overrides") or {}, state="WARNING", epochs=1)
         config = Config(model=results[name]["model"], dataset=dataset, config_file_list=files,
                         config_dict=overrides)
+        if config["ensemble_weights"] == "validation":
+            # the weights that row's run chose (teacher -> weight, in the teachers' order)
+            config["ensemble_weights"] = list(results[name]["ensemble_weights"].values())
         init_seed(config["seed"], config["reproducibility"])
         if shared is None:
             shared = create_dataset(config)  # the same interactions for every student

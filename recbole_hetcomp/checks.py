@@ -35,6 +35,7 @@ def check_settings(config):
     model_class = config.model_class
     if getattr(model_class, "uses_teachers", False):
         parse_teachers(config["teachers"])
+        check_ensemble_weights(config["ensemble_weights"])
     if hasattr(model_class, "check_settings"):
         model_class.check_settings(config, None)  # the catalogue-size checks follow once data is loaded
     if config["record_trajectory"] or getattr(model_class, "uses_teachers", False):
@@ -105,6 +106,20 @@ def check_rankable(config, dataset):
         raise ConfigError(
             f"user {user} interacted with every item of '{config['dataset']}': nothing is left to recommend; "
             f"remove such users (e.g. --user_inter_num_interval=\"[0,{n_items - 1}]\") or use a larger catalogue"
+        )
+
+
+def check_ensemble_weights(weights):
+    """``ensemble_weights``' form, before any teacher trains; the count is checked once the
+    teachers taking part are known (the guard may leave some out)."""
+    if weights is None or weights == "validation":
+        return
+    numbers = isinstance(weights, (list, tuple)) and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+    if not numbers or not weights or min(weights) < 0 or max(weights) <= 0:
+        raise ConfigError(
+            f"ensemble_weights must be validation (chosen on validation), None (equal weights) or a list of one "
+            f"weight >= 0 per teacher with one > 0, got {weights!r}: e.g. --ensemble_weights=None"
         )
 
 

@@ -13,16 +13,19 @@ FAST_CURRICULUM = {"dkc_start": 2, "dkc_period": 2, "eval_step": 2, "stopping_st
                    "discrepancy_depth": 10, "detailed_long": 10, "detailed_short": 5, "embedding_size": 4,
                    "learning_rate": 0.01}
 TEACHERS = {"teachers": ["BPR", "EASE"], "teacher_defaults": {"epochs": 8, "learning_rate": 0.01}}
+# The curriculum's mechanics with both teachers in it: the default (`validation`) lets the
+# weight search leave one out on tiny data, and a model built outside a run needs a list.
+EQUAL = {"ensemble_weights": None}
 
 
 def run(tiny, model="HetComp", **overrides):
-    config = dict(tiny, **TEACHERS, **FAST_CURRICULUM)
+    config = dict(tiny, **TEACHERS, **FAST_CURRICULUM, **EQUAL)
     config.update(overrides)
     return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config)
 
 
 def load_split_and_model(tiny, **overrides):
-    return split_and_model({**tiny, **TEACHERS, **FAST_CURRICULUM, **overrides}, "HetComp")
+    return split_and_model({**tiny, **TEACHERS, **FAST_CURRICULUM, **EQUAL, **overrides}, "HetComp")
 
 
 def test_pipeline_trains_teachers_ensemble_and_student(tiny):
@@ -319,10 +322,19 @@ def test_reference_profile_sets_every_reference_choice():
         "dkc_start": 10, "dkc_period": 10, "valid_metric": "Recall@50", "early_stopping_strict": True,
         "stopping_step": 4, "log_denominator_floor": 1e-5, "observed_source": "final",
         "hold_early_stopping": False, "switch_rule": "mean_checkpoint", "dkc_alpha": 1.05, "dkc_decay": 0.995,
-        "embedding_size": 6, "learning_rate": 0.001, "train_batch_size": 1024,
+        "embedding_size": 6, "learning_rate": 0.001, "train_batch_size": 1024, "ensemble_weights": None,
     }
     assert {k: config[k] for k in expected} == expected
     assert config["eval_args"]["split"] == {"RS": [0.6, 0.2, 0.2]}  # the paper's protocol stays
+
+
+@pytest.mark.parametrize("model", ["HetComp", "RRD", "CLDRD"])
+def test_students_learn_the_ensemble_weighted_on_validation_by_default(model):
+    from recbole_hetcomp.config import Config
+
+    # Every student gets the same knowledge; the rank ensemble itself stays the paper's.
+    assert Config(model=model, dataset="ml-100k")["ensemble_weights"] == "validation"
+    assert Config(model="RankEnsemble", dataset="ml-100k")["ensemble_weights"] is None
 
 
 @pytest.mark.parametrize(
@@ -335,6 +347,8 @@ def test_reference_profile_sets_every_reference_choice():
         ({"log_denominator_floor": -1}, "log_denominator_floor must be a number >= 0"),
         ({"dkc_period": 2.5}, "dkc_period must be an integer >= 0"),
         ({"student_seed": -3}, "student_seed must be an integer >= 0"),
+        ({"ensemble_weights": "equal"}, "ensemble_weights must be validation .* or a list"),
+        ({"ensemble_weights": [0, 0]}, "ensemble_weights must be validation .* or a list"),
     ],
 )
 def test_bad_reference_keys_fail_before_any_data_loads(tiny, overrides, message):

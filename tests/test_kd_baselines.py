@@ -19,19 +19,20 @@ from recbole_hetcomp.utils import get_model, get_trainer
 from conftest import split_and_model
 
 TEACHERS = {"teachers": ["BPR", "EASE"], "teacher_defaults": {"epochs": 8, "learning_rate": 0.01}}
+EQUAL = {"ensemble_weights": None}  # both teachers in the targets (the default searches the weights)
 SHORT = {"eval_step": 2, "stopping_step": 50, "embedding_size": 4, "learning_rate": 0.01,
          "rrd_k": 10, "rrd_n": 20, "cldrd_length": 20, "cldrd_ordered": [0, 5, 20], "cldrd_period": 2}
 
 
 def run(tiny, model, **overrides):
-    config = dict(tiny, **TEACHERS, **SHORT)
+    config = dict(tiny, **TEACHERS, **SHORT, **EQUAL)
     config.update(overrides)
     return run_recbole_hetcomp(model=model, dataset="tiny", config_dict=config)
 
 
 def load_split_and_model(tiny, model, **overrides):
     """Config, splits, a fresh model and its trainer (the teachers must be recorded already)."""
-    return split_and_model({**tiny, **TEACHERS, **SHORT, **overrides}, model)
+    return split_and_model({**tiny, **TEACHERS, **SHORT, **EQUAL, **overrides}, model)
 
 
 def _clamped(scores):

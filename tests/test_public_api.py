@@ -10,6 +10,7 @@ import torch
 
 import recbole_hetcomp
 from recbole_hetcomp.config import Config
+from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.trajectory import teacherset
 
 from conftest import split_and_model
@@ -93,6 +94,10 @@ def test_a_model_built_outside_a_run_loads_its_teachers_itself(tiny):
     with teachers.shared():
         assert TeacherSet.of(config, train.dataset) is teachers
     assert TeacherSet.of(config, train.dataset) is not teachers  # outside the block: read from the files
+    # The default weights are chosen on validation by a run; a model built directly takes a list (or None: equal).
+    with pytest.raises(ConfigError, match="validation is chosen by a run"):
+        HetComp(config, train.dataset)
+    config["ensemble_weights"] = None
     assert HetComp(config, train.dataset).teacher_names == ["BPR", "EASE"]
 
 

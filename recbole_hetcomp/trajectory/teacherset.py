@@ -228,7 +228,7 @@ class TeacherSet:
         if weights == "validation":
             raise ConfigError(
                 "ensemble_weights: validation is chosen by a run (run_recbole_hetcomp searches the weights on "
-                "validation before it builds the student); a student built directly needs a list of weights"
+                "validation before it builds the student); a student built directly needs a list of weights, or None for equal ones"
             )
         rule = "ensemble_weights must be one weight >= 0 per teacher, at least one > 0"
         if not isinstance(weights, (list, tuple)) or len(weights) != len(self.members):
