@@ -135,14 +135,18 @@ def format_summary(rows, topk=(10, 20, 50)):
     """A plain-text results table (test metrics), one row per model."""
     metrics = [f"{m}@{k}" for m in ("recall", "ndcg") for k in topk]
     header = ["model", "params", "infer s"] + [m.replace("recall", "R").replace("ndcg", "N") for m in metrics]
-    lines = [header]
+    lines, notes = [header], []
     for r in rows:
         t = r["inference_time_s"]
+        name, _, weights = r["name"].partition(", weights ")
+        if weights:  # six teachers' weights would widen the whole table: under it instead
+            notes.append(f"{'*' * (len(notes) + 1)} weights chosen on validation: {weights}")
+            name = f"{name}, weighted{'*' * len(notes)}"
         lines.append(
-            [r["name"] + _MARKS.get(r["kind"], ""), f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
+            [name + _MARKS.get(r["kind"], ""), f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
             + [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines]
     out.insert(1, "-" * len(out[0]))
-    return "\n".join(out)
+    return "\n".join(out + notes)

@@ -5,6 +5,7 @@ import torch
 
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
+from recbole_hetcomp.summary import format_summary
 
 from conftest import split_and_model
 
@@ -415,6 +416,9 @@ def test_a_run_chooses_the_students_teacher_weights_on_validation(tiny):
     equal, weighted = [r for r in student["rows"] if r["kind"] == "ensemble"]
     assert (equal["name"], weighted["name"]) == ("Ensemble", f"Ensemble, weights {searched['ensemble_weights']}")
     assert weighted["test_result"] == searched["test_result"]
+    table = format_summary(student["rows"]).splitlines()
+    assert table[-1] == f"* weights chosen on validation: {searched['ensemble_weights']}"
+    assert any(line.startswith("Ensemble, weighted* ") for line in table)
     assert weighted["parameters"] == sum(r["parameters"] for r in student["rows"]
                                          if r["kind"] == "teacher" and searched["ensemble_weights"][r["name"]] > 0)
 
