@@ -12,7 +12,7 @@ import numpy as np
 from recbole_hetcomp.data.download import fetch_dataset
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.trajectory.guard import check_guard_ratio
-from recbole_hetcomp.trajectory.teacherset import parse_teachers
+from recbole_hetcomp.trajectory.teacherset import check_weight_list, parse_teachers
 from recbole_hetcomp.utils import barrier, is_writer
 
 
@@ -114,13 +114,7 @@ def check_ensemble_weights(weights):
     teachers taking part are known (the guard may leave some out)."""
     if weights is None or weights == "validation":
         return
-    numbers = isinstance(weights, (list, tuple)) and all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
-    if not numbers or not weights or min(weights) < 0 or max(weights) <= 0:
-        raise ConfigError(
-            f"ensemble_weights must be validation (chosen on validation), None (equal weights) or a list of one "
-            f"weight >= 0 per teacher with one > 0, got {weights!r}: e.g. --ensemble_weights=None"
-        )
+    check_weight_list(weights)
 
 
 def check_student_seed(config):

@@ -80,7 +80,7 @@ def ensemble_line(row, config):
     metric = str(config["valid_metric"]).lower()
     score = row["valid_result"].get(metric)
     shown = f"valid {config['valid_metric']} {score:.4f}" if score is not None else "evaluated"
-    which = "ensemble" if row["name"] == "Ensemble" else "ensemble (" + row["name"].split(", ", 1)[1] + ")"
+    which = f"ensemble (weights {row['weights']})" if row.get("weights") else "ensemble"
     return set_color(which, "green") + f" of the teachers that take part: {shown} (the student's target)"
 
 

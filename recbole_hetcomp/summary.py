@@ -31,9 +31,10 @@ def n_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def metric_row(name, kind, test_result, parameters, inference_s, valid_result=None):
-    """One row of the summary table (and of the result file's ``rows``)."""
-    return {
+def metric_row(name, kind, test_result, parameters, inference_s, valid_result=None, weights=None):
+    """One row of the summary table (and of the result file's ``rows``); a weighted
+    ensemble's row also holds its ``weights`` (teacher -> weight)."""
+    row = {
         "name": name,
         "kind": kind,
         "parameters": int(parameters),
@@ -41,6 +42,9 @@ def metric_row(name, kind, test_result, parameters, inference_s, valid_result=No
         "test_result": plain(test_result),
         "valid_result": plain(valid_result),
     }
+    if weights is not None:
+        row["weights"] = {str(k): float(v) for k, v in weights.items()}
+    return row
 
 
 def teacher_rows(config, teachers):
@@ -90,7 +94,7 @@ def ensemble_row(config, teacher_rows_, valid_data, test_data, train_dataset, ev
     teacher_times = [r["inference_time_s"] for r in members]
     total = None if None in teacher_times else sum(teacher_times) + aggregation
     name = "Ensemble" if weights is None else f"Ensemble, weights {weights}"
-    return metric_row(name, "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result)
+    return metric_row(name, "ensemble", test_result, sum(r["parameters"] for r in members), total, valid_result, weights)
 
 
 def evaluates_itself(config):
@@ -126,7 +130,7 @@ def summary_rows(config, rows, model, trainer, fitted):
         weights = getattr(trainer, "chosen_weights", None) or dict(zip(model.teacher_names, model.weights.tolist()))
         rows.append(metric_row(
             f"Ensemble, weights {weights}", "ensemble", fitted["test_result"], rows[-1]["parameters"],
-            rows[-1]["inference_time_s"], fitted["valid_result"],
+            rows[-1]["inference_time_s"], fitted["valid_result"], weights,
         ))
     return rows
 
@@ -138,10 +142,10 @@ def format_summary(rows, topk=(10, 20, 50)):
     lines, notes = [header], []
     for r in rows:
         t = r["inference_time_s"]
-        name, _, weights = r["name"].partition(", weights ")
-        if weights:  # six teachers' weights would widen the whole table: under it instead
-            notes.append(f"{'*' * (len(notes) + 1)} weights chosen on validation: {weights}")
-            name = f"{name}, weighted{'*' * len(notes)}"
+        name = r["name"]
+        if r.get("weights"):  # six teachers' weights would widen the whole table: under it instead
+            notes.append(f"{'*' * (len(notes) + 1)} weights chosen on validation: {r['weights']}")
+            name = f"Ensemble, weighted{'*' * len(notes)}"
         lines.append(
             [name + _MARKS.get(r["kind"], ""), f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]
             + [f"{r['test_result'].get(m, float('nan')):.4f}" for m in metrics]

@@ -385,7 +385,7 @@ def test_teacher_weights_shape_the_targets(tiny):
     weighted = build_targets(model.trajectories, model.dkc_checkpoint, model.n_items, model.k, weights=[1.0, 3.0])
     assert torch.equal(model.targets[users], weighted[users])
     assert not torch.equal(equal.targets[users], model.targets[users])
-    with pytest.raises(ConfigError, match="ensemble_weights must be one weight >= 0 per teacher"):
+    with pytest.raises(ConfigError, match="ensemble_weights has 1 values for 2 teachers taking part"):
         load_split_and_model(tiny, ensemble_weights=[1.0])
     with pytest.raises(ConfigError, match="validation is chosen by a run"):
         load_split_and_model(tiny, ensemble_weights="validation")
@@ -415,6 +415,7 @@ def test_a_run_chooses_the_students_teacher_weights_on_validation(tiny):
     # The summary shows the ensemble the student learns next to the equal-weight one.
     equal, weighted = [r for r in student["rows"] if r["kind"] == "ensemble"]
     assert (equal["name"], weighted["name"]) == ("Ensemble", f"Ensemble, weights {searched['ensemble_weights']}")
+    assert "weights" not in equal and weighted["weights"] == searched["ensemble_weights"]
     assert weighted["test_result"] == searched["test_result"]
     table = format_summary(student["rows"]).splitlines()
     assert table[-1] == f"* weights chosen on validation: {searched['ensemble_weights']}"

@@ -18,7 +18,7 @@ from recbole_hetcomp.trajectory.store import (
     save_trajectory,
     trajectory_path,
 )
-from recbole_hetcomp.trajectory.teacherset import parse_teachers
+from recbole_hetcomp.trajectory.teacherset import check_weight_list, parse_teachers
 
 from conftest import split_and_model
 
@@ -230,10 +230,28 @@ def test_ensemble_trains_missing_teachers_then_reuses_them(tiny):
 
 def test_ensemble_weights_must_match_teacher_count(tiny):
     record(tiny, "BPR", epochs=2)
-    with pytest.raises(ConfigError, match=r"one weight per teacher \(1\)"):
+    with pytest.raises(ConfigError, match="ensemble_weights has 2 values for 1 teacher taking part"):
         run_recbole_hetcomp(
             model="RankEnsemble", dataset="tiny", config_dict=dict(tiny, teachers=["BPR"], ensemble_weights=[1.0, 2.0])
         )
+
+
+@pytest.mark.parametrize("weights, n_teachers, message", [
+    ([1, 0.5], 2, None),
+    ((0, 2), None, None),  # the form alone, before the guard has chosen the teachers
+    ([0, 0], 2, "must be validation .* got \\[0, 0\\]"),
+    ([-1, 2], 2, "one weight >= 0 per teacher"),
+    ([True, 1], 2, "must be validation"),
+    ([], None, "must be validation"),
+    ("equal", None, "must be validation"),
+    ([1.0], 2, "has 1 values for 2 teachers taking part"),
+])
+def test_one_rule_for_ensemble_weights_everywhere(weights, n_teachers, message):
+    if message is None:
+        assert check_weight_list(weights, n_teachers) == [float(w) for w in weights]
+    else:
+        with pytest.raises(ConfigError, match=message):
+            check_weight_list(weights, n_teachers)
 
 
 def test_ensemble_weights_chosen_on_validation_down_weight_a_useless_teacher(tiny):

@@ -92,6 +92,41 @@ def stack_trajectories(trajectories, use="all"):
     return topn, observed, n_checkpoints
 
 
+WEIGHT_RULE = "a list of one weight >= 0 per teacher, at least one > 0"
+
+
+def check_weight_list(weights, n_teachers=None):
+    """The one rule for ``ensemble_weights`` given as numbers, wherever an ensemble is built
+    (the settings check before data loads, the rank ensemble, a student's targets).
+
+    Args:
+        weights: the configured value (not None and not ``validation``: those are resolved
+            by the caller).
+        n_teachers (int or None): the teachers taking part; None checks the form only (before
+            the guard has decided which teachers take part).
+
+    Returns:
+        list of float: the weights.
+
+    Raises:
+        ConfigError: not a non-empty list of numbers >= 0 with one > 0, or (with ``n_teachers``)
+            a list of another length.
+    """
+    numbers = isinstance(weights, (list, tuple)) and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+    if not numbers or not weights or min(weights) < 0 or max(weights) <= 0:
+        raise ConfigError(
+            f"ensemble_weights must be validation (chosen on validation), None (equal weights) or {WEIGHT_RULE}, "
+            f"got {weights!r}: e.g. --ensemble_weights=None"
+        )
+    if n_teachers is not None and len(weights) != n_teachers:
+        raise ConfigError(
+            f"ensemble_weights has {len(weights)} values for {n_teachers} teacher{'s' if n_teachers != 1 else ''} "
+            f"taking part: give {WEIGHT_RULE}, or None for equal weights"
+        )
+    return [float(w) for w in weights]
+
+
 class TeacherSet:
     """The configured teachers' trajectories, loaded once, and which of them take part.
 
@@ -230,13 +265,7 @@ class TeacherSet:
                 "ensemble_weights: validation is chosen by a run (run_recbole_hetcomp searches the weights on "
                 "validation before it builds the student); a student built directly needs a list of weights, or None for equal ones"
             )
-        rule = "ensemble_weights must be one weight >= 0 per teacher, at least one > 0"
-        if not isinstance(weights, (list, tuple)) or len(weights) != len(self.members):
-            count = len(weights) if isinstance(weights, (list, tuple)) else 1
-            raise ConfigError(f"ensemble_weights has {count} values for {len(self.members)} teachers; {rule}")
-        if min(weights) < 0 or max(weights) <= 0:
-            raise ConfigError(f"{rule}, got {weights!r}")
-        return [float(w) for w in weights]
+        return check_weight_list(weights, len(self.members))
 
     def for_student(self, weights):
         """The teachers a student learns from, and their weights (see :meth:`student_weights`).

@@ -15,8 +15,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_hetcomp.distill.ranking import rank_ensemble_scores
-from recbole_hetcomp.errors import ConfigError
-from recbole_hetcomp.trajectory.teacherset import TeacherSet
+from recbole_hetcomp.trajectory.teacherset import TeacherSet, check_weight_list
 
 
 class RankEnsemble(GeneralRecommender):
@@ -36,13 +35,8 @@ class RankEnsemble(GeneralRecommender):
         self.search_weights = weights == "validation"
         if self.search_weights or weights is None:
             weights = [1.0] * len(teachers.members)
-        elif not isinstance(weights, (list, tuple)) or len(weights) != len(teachers.members):
-            raise ConfigError(
-                f"ensemble_weights must be 'validation' or a list of one weight per teacher "
-                f"({len(teachers.members)}), got {weights!r}"
-            )
-        elif min(weights) < 0 or max(weights) <= 0:
-            raise ConfigError(f"ensemble_weights must be >= 0 with at least one > 0, got {weights!r}")
+        else:
+            weights = check_weight_list(weights, len(teachers.members))
         # Persistent: weights chosen on validation travel with the best checkpoint.
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float))
         self.teacher_names = teachers.names
