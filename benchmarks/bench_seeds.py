@@ -278,8 +278,24 @@ def teacher_checkpoints(folder):
                 "validations": len(meta.get("all_validations") or []), "valid_metric": meta.get("valid_metric"),
                 "curve": [list(v) for v in meta.get("all_validations") or []],
                 "popularity_valid_score": meta.get("popularity_valid_score"),
+                "recorded_on": meta.get("recorded_on"),
             }
     return found
+
+
+def recorded_on(checkpoints):
+    """The machine the teachers were recorded on, in words (from :func:`teacher_checkpoints`)."""
+    machines = {json.dumps(t.get("recorded_on"), sort_keys=True) for t in checkpoints.values()}
+    if machines == {"null"} or not machines:
+        return "a machine not noted (recorded before 2026-12-05)"
+    words = []
+    for m in sorted(machines):
+        m = json.loads(m) or {}
+        cpu = m.get("cpu", {})
+        words.append(f"{cpu.get('model name', '?')} (family {cpu.get('cpu family', '?')}, model {cpu.get('model', '?')}), "
+                     f"{m.get('cpu_capability')}, torch {m.get('torch')}, {m.get('device')}"
+                     + (f", {m['kernel_settings']}" if m.get("kernel_settings") else ""))
+    return " / ".join(words)
 
 
 def chosen_weights(args):
@@ -322,10 +338,14 @@ def compute(args):
     if os.path.isdir(os.path.join(traj_dir, args.dataset)):
         found = trajectory_hash(os.path.join(traj_dir, args.dataset))
         if found != traj_hash:
+            with open(out, encoding="utf-8") as f:
+                then = recorded_on(json.load(f).get("teacher_checkpoints") or {})
+            now = recorded_on(teacher_checkpoints(os.path.join(traj_dir, args.dataset)))
             raise SystemExit(
-                f"trajectories in {traj_dir} ({found}) are not the ones the results in {args.out} used ({traj_hash}): "
-                f"teachers trained with other code or on another machine; run these rows into a new --out folder "
-                f"(its rows pair only with each other) or give --work the folder that holds the original teachers")
+                f"trajectories in {traj_dir} ({found}, recorded on {now}) are not the ones the results in {args.out} "
+                f"used ({traj_hash}, recorded on {then}): teachers trained with other code or on another machine; run "
+                f"these rows into a new --out folder (its rows pair only with each other) or give --work the folder "
+                f"that holds the original teachers")
     else:
         raise SystemExit(f"the results in {args.out} used teachers {traj_hash}, not in {traj_dir}: re-record them there")
     print(f"teachers {traj_hash} ({status})", flush=True)

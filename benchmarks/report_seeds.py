@@ -18,7 +18,7 @@ MAIN = "ndcg@20"
 SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
 PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp-reference", "final-only-reference"),
          ("hetcomp-default", "hetcomp-reference"),
-         ("hetcomp", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
+         ("hetcomp", "rrd"), ("hetcomp-reference", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only"),
          ("hetcomp-reference-detailed", "final-only-reference"), ("hetcomp-reference-detailed", "hetcomp-reference"),

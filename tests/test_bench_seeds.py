@@ -47,6 +47,7 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     bpr = teachers["BPR"]
     assert len(bpr["curve"]) == bpr["validations"] > 1 and bpr["popularity_valid_score"] > 0  # the teacher's curve
     assert [e for e, _ in bpr["curve"] if e in bpr["epochs"]] == bpr["epochs"]  # kept checkpoints lie on it
+    assert bpr["recorded_on"]["cpu_capability"] and bpr["recorded_on"]["torch"]  # where, should a re-recording differ
 
     again = bench(tmp_path, *rows)
     assert again.returncode == 0 and again.stdout.count(": kept") == 4, again.stdout
@@ -61,6 +62,7 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     ensemble.write_text(json.dumps(dict(payload, trajectory_hash="0" * 16)))
     other = bench(tmp_path, "--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT)
     assert other.returncode != 0 and "run these rows into a new --out folder" in other.stderr, other.stderr[-2000:]
+    assert other.stderr.count("recorded on") == 2 and "torch" in other.stderr  # both machines named
     ensemble.write_text(json.dumps(payload))
 
     report = tmp_path / "report.md"

@@ -123,6 +123,41 @@ def prepare_teachers(config, train_dataset, run, config_files=None, logger=None)
     return TeacherSet.load(config, train_dataset, logger or getLogger())
 
 
+# Environment variables that change which float kernels run (and so the last digits of a
+# training run): MKL's code path, ATen's vectorisation level, oneDNN's instruction set.
+KERNEL_SETTINGS = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def recording_machine(config):
+    """Where a teacher was recorded. Training is deterministic on one machine, but float
+    kernels differ by CPU and library, so a re-recording on another machine may differ in
+    its last digits and then in its chosen checkpoints: this says which machines to compare
+    when two recordings' hashes do not match."""
+    import platform
+
+    import torch
+
+    cpu = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key in ("vendor_id", "model name", "cpu family", "model", "stepping") and key not in cpu:
+                    cpu[key] = value
+                if not line.strip() and cpu:
+                    break
+    except OSError:  # not Linux
+        cpu["model name"] = platform.processor() or platform.machine()
+    return {
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "device": str(config["device"]),
+        "torch_threads": torch.get_num_threads(),
+        "kernel_settings": {k: os.environ[k] for k in KERNEL_SETTINGS if k in os.environ},
+    }
+
+
 def teacher_meta(config, model, recorder, kept, fitted, train_dataset, valid_data, checkpoint_file=None):
     """The metadata stored beside a recorded teacher's arrays (see trajectory/store.py)."""
     popularity = plain(popularity_valid_result(config, train_dataset, valid_data))
@@ -148,6 +183,7 @@ def teacher_meta(config, model, recorder, kept, fitted, train_dataset, valid_dat
         "popularity_valid_result": popularity,
         "popularity_valid_score": popularity.get(str(config["valid_metric"]).lower()),
         "inference_time_s": round(fitted["inference_time_s"], 4),
+        "recorded_on": recording_machine(config),
     }
 
 
