@@ -57,6 +57,9 @@ ROWS = {
     # Today's defaults: the reference profile's schedule, the validation-weighted targets,
     # selection on the protocol's NDCG@20.
     "hetcomp-default": ("HetComp, our default (weighted targets, selection on NDCG@20)", "HetComp", {}, [], True),
+    # Its two comparisons under the same defaults: is the curriculum worth it there, and RRD.
+    "final-only-default": ("HetComp, final checkpoints only, our default", "HetComp", {"hetcomp_checkpoints": "final"}, [], True),
+    "rrd-default": ("RRD, our default (weighted targets)", "RRD", {}, [], True),
     "final-only": ("HetComp, final checkpoints only, 300-epoch schedule", "HetComp",
                    dict(SCHEDULE_300, hetcomp_checkpoints="final", **EQUAL), [], True),
     "rrd": ("RRD", "RRD", dict(EQUAL), [], True),

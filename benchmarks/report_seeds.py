@@ -17,7 +17,7 @@ import statistics
 MAIN = "ndcg@20"
 SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
 PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp-reference", "final-only-reference"),
-         ("hetcomp-default", "hetcomp-reference"),
+         ("hetcomp-default", "hetcomp-reference"), ("hetcomp-default", "final-only-default"), ("hetcomp-default", "rrd-default"),
          ("hetcomp", "rrd"), ("hetcomp-reference", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only"),
@@ -26,8 +26,8 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
          ("hetcomp-reference-weighted", "final-only-reference-weighted")]
 SIZES = (16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
-ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "hetcomp", "final-only", "final-only-reference",
-         "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
+ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "final-only-default", "rrd-default",
+         "hetcomp", "final-only", "final-only-reference", "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
          "hetcomp-reference-detailed", "hetcomp-reference-weighted", "final-only-reference-weighted"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
@@ -200,7 +200,7 @@ def make_plots(runs, report_path):
     figures.append(f"![curriculum]({os.path.basename(path)})")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference", "hetcomp-default", "final-only-reference"):
+    for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference", "hetcomp-default", "final-only-reference", "final-only-default"):
         for j, r in enumerate(runs.get(slug, [])):
             points = [(h["epoch"], h.get(MAIN)) for h in r["valid_history"] if isinstance(h, dict) and MAIN in h]
             if points:
