@@ -127,11 +127,14 @@ def summary_rows(config, rows, model, trainer, fitted):
         ))
     else:
         # per teacher that took part (the guard may have dropped some of the configured list)
-        weights = getattr(trainer, "chosen_weights", None) or dict(zip(model.teacher_names, model.weights.tolist()))
+        searched = getattr(trainer, "chosen_weights", None)
+        weights = searched or dict(zip(model.teacher_names, model.weights.tolist()))
         rows.append(metric_row(
             f"Ensemble, weights {weights}", "ensemble", fitted["test_result"], rows[-1]["parameters"],
             rows[-1]["inference_time_s"], fitted["valid_result"], weights,
         ))
+        if not searched:  # a list given in the config: not to be footnoted as chosen on validation
+            rows[-1]["weights_from"] = "config"
     return rows
 
 
@@ -144,7 +147,8 @@ def format_summary(rows, topk=(10, 20, 50)):
         t = r["inference_time_s"]
         name = r["name"]
         if r.get("weights"):  # six teachers' weights would widen the whole table: under it instead
-            notes.append(f"{'*' * (len(notes) + 1)} weights chosen on validation: {r['weights']}")
+            origin = "as configured" if r.get("weights_from") == "config" else "chosen on validation"
+            notes.append(f"{'*' * (len(notes) + 1)} weights {origin}: {r['weights']}")
             name = f"Ensemble, weighted{'*' * len(notes)}"
         lines.append(
             [name + _MARKS.get(r["kind"], ""), f"{r['parameters']:,}", "-" if t is None else f"{t:.3f}"]

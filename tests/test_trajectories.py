@@ -8,6 +8,7 @@ import torch
 
 from recbole_hetcomp.errors import ConfigError
 from recbole_hetcomp.quick_start import run_recbole_hetcomp
+from recbole_hetcomp.summary import format_summary
 from recbole_hetcomp.history import padded_rows
 from recbole_hetcomp.trajectory.recorder import TrajectoryRecorder, select_checkpoints
 from recbole_hetcomp.trajectory.store import (
@@ -266,3 +267,8 @@ def test_ensemble_weights_chosen_on_validation_down_weight_a_useless_teacher(tin
     assert weights["untrained"] < weights["BPR"]
     assert tuned["best_valid_score"] >= equal["best_valid_score"]
     assert tuned["rows"][-1]["name"].startswith("Ensemble, weights")
+    assert format_summary(tuned["rows"]).splitlines()[-1] == f"* weights chosen on validation: {weights}"
+    # Weights given in the config are shown as such, not as chosen on validation.
+    given = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=dict(config, ensemble_weights=[1.0, 0.5]))
+    assert given["rows"][-1]["weights"] == {"BPR": 1.0, "untrained": 0.5}
+    assert format_summary(given["rows"]).splitlines()[-1] == "* weights as configured: {'BPR': 1.0, 'untrained': 0.5}"
