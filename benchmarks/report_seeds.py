@@ -59,9 +59,13 @@ def load(folders):
 
 def members(runs, run):
     """The teachers a student learned from (in the order of its curriculum means): its
-    teachers minus those the guard left out (marked in the ensemble row's teacher rows)."""
+    teachers minus those the guard left out (marked in the ensemble row's teacher rows) and,
+    since 2026-12-05, those its weights (a dict in its result file) set to 0."""
     rows = (runs.get("ensemble") or [{}])[0].get("teacher_rows") or []
     left_out = {t["name"] for t in rows if t.get("kind") == "teacher (left out: weak)"}
+    weights = run.get("ensemble_weights")
+    if isinstance(weights, dict):
+        left_out |= {t for t, w in weights.items() if w == 0}
     return [t for t in run["teachers"] if t not in left_out]
 
 

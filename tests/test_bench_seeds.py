@@ -94,6 +94,19 @@ def test_serving_points_are_one_per_model_with_seed_means():
     assert "no model measured so far" in "\n".join(serving_table(runs, share=0.99))
 
 
+def test_curriculum_means_are_named_after_the_teachers_the_student_learned_from():
+    sys.path.insert(0, REPO)
+    from benchmarks.report_seeds import members
+
+    teachers = ["BPR", "CML", "LightGCN", "ItemAE"]
+    runs = {"ensemble": [{"teacher_rows": [{"name": "LightGCN", "kind": "teacher (left out: weak)"},
+                                           {"name": "BPR", "kind": "teacher"}]}]}
+    # The guard's weak teacher is out; so is one weighted 0 (a student leaves it out of its targets).
+    weighted = {"teachers": teachers, "ensemble_weights": {"BPR": 0.0, "CML": 1.0, "ItemAE": 2.0}}
+    assert members(runs, weighted) == ["CML", "ItemAE"]
+    assert members(runs, {"teachers": teachers, "ensemble_weights": None}) == ["BPR", "CML", "ItemAE"]
+
+
 def test_a_row_left_unfinished_continues_from_its_checkpoint_to_the_same_numbers(tmp_path):
     write_tiny_dataset(tmp_path / "data")
     (tmp_path / "protocol.yaml").write_text(
