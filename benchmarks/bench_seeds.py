@@ -93,7 +93,9 @@ ROWS = {
 # (HetComp, final checkpoints only; reference profile) and trained alone (BPR, lr 0.001, up
 # to the reference's 1,000 epochs: on citeulike-a d32 and d64 were still improving at
 # NO_KD's 300, while the d6 rows stop early, at 70-160).
-STUDENT_SIZES = (16, 32, 64)
+# d2: a student with even less room than the paper's d6, where learning the teachers' easier
+# knowledge first should matter most if it matters at all (issue: under what conditions).
+STUDENT_SIZES = (2, 16, 32, 64)
 for _d in STUDENT_SIZES:
     ROWS[f"hetcomp-reference-d{_d}"] = (f"HetComp d{_d}, reference profile", "HetComp", {"embedding_size": _d}, [REFERENCE], True)
     ROWS[f"final-only-reference-d{_d}"] = (f"HetComp d{_d}, final checkpoints only, reference profile", "HetComp",

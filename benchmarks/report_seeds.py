@@ -24,7 +24,7 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
          ("hetcomp-reference-detailed", "final-only-reference"), ("hetcomp-reference-detailed", "hetcomp-reference"),
          ("hetcomp-reference-weighted", "hetcomp-reference"), ("final-only-reference-weighted", "final-only-reference"),
          ("hetcomp-reference-weighted", "final-only-reference-weighted")]
-SIZES = (16, 32, 64)
+SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "final-only-default", "rrd-default",
          "hetcomp", "final-only", "final-only-reference", "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
