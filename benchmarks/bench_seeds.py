@@ -293,9 +293,9 @@ def recorded_on(checkpoints):
     machines = {json.dumps(t.get("recorded_on"), sort_keys=True) for t in checkpoints.values()}
     if machines == {"null"} or not machines:
         return "a machine not noted (recorded before 2026-12-05)"
-    words = []
-    for m in sorted(machines):
-        m = json.loads(m) or {}
+    words = ["a machine not noted (some teachers)"] if "null" in machines else []
+    for m in sorted(machines - {"null"}):
+        m = json.loads(m)
         cpu = m.get("cpu", {})
         words.append(f"{cpu.get('model name', '?')} (family {cpu.get('cpu family', '?')}, model {cpu.get('model', '?')}), "
                      f"{m.get('cpu_capability')}, torch {m.get('torch')}, {m.get('device')}"
