@@ -103,6 +103,11 @@ for _d in STUDENT_SIZES:
     ROWS[f"no-kd-lr0.001-d{_d}"] = (f"no-KD BPR d{_d}, lr 0.001", "BPR", dict(NO_KD, embedding_size=_d, learning_rate=0.001, epochs=1000),
                                     [], True)
 
+# The reference stops early whatever the curriculum's stage: a d2 student can stall in AKT's
+# overall stage and stop before the switch (ml-100k, seed 1: best epoch 39, stopped at 90).
+ROWS["hetcomp-reference-d2-hold"] = ("HetComp d2, reference profile, early stopping held until the switch", "HetComp",
+                                     {"embedding_size": 2, "hold_early_stopping": True}, [REFERENCE], True)
+
 METRICS = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20", "recall@50"]
 
 
