@@ -338,6 +338,15 @@ def test_students_learn_the_ensemble_weighted_on_validation_by_default(model):
     assert Config(model="RankEnsemble", dataset="ml-100k")["ensemble_weights"] is None
 
 
+def test_early_stopping_waits_for_the_switch_by_default_and_not_under_the_reference_profile():
+    from conftest import REPO
+    from recbole_hetcomp.config import Config
+
+    reference = f"{REPO}/properties/protocol/hetcomp-reference.yaml"
+    assert Config(model="HetComp", dataset="ml-100k")["hold_early_stopping"] is True
+    assert Config(model="HetComp", dataset="ml-100k", config_file_list=[reference])["hold_early_stopping"] is False
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
