@@ -344,12 +344,12 @@ def compute(args):
         run_row(args, "ensemble", None, traj_dir, None, out=os.path.join(args.work, "rerecorded-ensemble.json"))
     out, status = run_row(args, "ensemble", None, traj_dir, None)
     with open(out, encoding="utf-8") as f:
-        traj_hash = json.load(f)["trajectory_hash"]
+        ensemble = json.load(f)
+    traj_hash = ensemble["trajectory_hash"]
     if os.path.isdir(os.path.join(traj_dir, args.dataset)):
         found = trajectory_hash(os.path.join(traj_dir, args.dataset))
         if found != traj_hash:
-            with open(out, encoding="utf-8") as f:
-                then = recorded_on(json.load(f).get("teacher_checkpoints") or {})
+            then = recorded_on(ensemble.get("teacher_checkpoints") or {})
             now = recorded_on(teacher_checkpoints(os.path.join(traj_dir, args.dataset)))
             raise SystemExit(
                 f"trajectories in {traj_dir} ({found}, recorded on {now}) are not the ones the results in {args.out} "
