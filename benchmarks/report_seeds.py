@@ -138,9 +138,10 @@ def write_report(folders, report_path, plots=False):
         if d20:
             names = f"{runs[a][0]['row']} − {runs[b][0]['row']}"
             lines.append(f"| {names} | {len(d20)} | {fmt(d20)} | {fmt(d50)} | {', '.join(f'{d:+.4f}' for d in d20)} |")
-    lines += ["", "Curriculum (DKC) per run: epoch of the switch to the detailed loss, and each teacher's mean "
-              "checkpoint index at the switch (the last index is T - 1):", "",
-              "| row | seed | switch epoch | mean checkpoint at the switch |", "|---|---|---|---|"]
+    lines += ["", "Curriculum (DKC) per run: epoch of the switch to the detailed loss, the epochs the run trained "
+              "(a stop within 5 validations of the switch, or before it, is where `hold_early_stopping` matters), and "
+              "each teacher's mean checkpoint index at the switch (the last index is T - 1):", "",
+              "| row | seed | switch epoch | epochs run | mean checkpoint at the switch |", "|---|---|---|---|---|"]
     for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5",
                  "hetcomp-reference-detailed", "hetcomp-reference-weighted", "hetcomp-reference-d2", "hetcomp-reference-d2-hold"):
         for r in runs.get(slug, []):
@@ -150,7 +151,7 @@ def write_report(folders, report_path, plots=False):
             if switch is None:
                 one_loss = r["settings"].get("overrides", {}).get("akt_mode") in ("overall", "detailed")
                 switch = "- (one loss throughout)" if one_loss else "none"
-            lines.append(f"| {r['row']} | {r['student_seed']} | {switch} | {means} |")
+            lines.append(f"| {r['row']} | {r['student_seed']} | {switch} | {r['epochs_run']} | {means} |")
     if "ensemble" in runs and ensemble.get("teacher_rows"):
         checkpoints = ensemble.get("teacher_checkpoints") or {}
         lines += ["", "Teachers (recorded once, shared by every row) and the checkpoints each kept (epoch: "
