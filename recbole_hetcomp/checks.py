@@ -194,9 +194,9 @@ RESUME_MAY_CHANGE = {
 }
 
 
-def check_resume_compatible(config, checkpoint, path, teachers_digest=None):
+def check_resume_compatible(config, checkpoint, path, teachers_digest=None, teacher_names=None):
     """Refuse a checkpoint written by another model, under other settings (first difference
-    named), from other teachers, or at the epoch cap already."""
+    named), from other teachers (the members named when they differ), or at the epoch cap already."""
     saved = checkpoint.get("config")
     if saved is None or "rng_state" not in checkpoint:
         raise ConfigError(f"resume_file {path} is not a checkpoint written by this plugin: start the run over")
@@ -209,10 +209,8 @@ def check_resume_compatible(config, checkpoint, path, teachers_digest=None):
     if checkpoint["epoch"] + 1 >= config["epochs"]:
         raise ConfigError(f"resume_file {path} was written at epoch {checkpoint['epoch']}, the last of --epochs="
                           f"{config['epochs']}: nothing is left to train; raise --epochs to continue it")
-    # (checkpoints written before the digest was kept, earlier on 2026-12-04, hold none)
-    if "teachers_digest" in checkpoint and checkpoint["teachers_digest"] != teachers_digest:
-        raise ConfigError(f"resume_file {path} was trained from other teachers ({checkpoint.get('teachers_digest')}) "
-                          f"than those in trajectory_dir now ({teachers_digest}): resume with the same trajectory files")
+    # Settings before teachers: a changed setting (ensemble_weights, teachers) also changes the
+    # teachers taking part, and the setting is the difference the user can act on.
     now, then = config.final_config_dict, saved.final_config_dict
     for key in sorted(set(now) | set(then)):
         if key in RESUME_MAY_CHANGE:
@@ -220,6 +218,17 @@ def check_resume_compatible(config, checkpoint, path, teachers_digest=None):
         if _comparable(now.get(key)) != _comparable(then.get(key)):
             raise ConfigError(f"resume_file {path} was written with {key}={then.get(key)!r}, this run has "
                               f"{key}={now.get(key)!r}: resume with the same settings (only {', '.join(sorted(RESUME_MAY_CHANGE - {'resume_file'}))} may change)")
+    # (checkpoints written before the digest was kept, earlier on 2026-12-04, hold none)
+    if "teachers_digest" in checkpoint and checkpoint["teachers_digest"] != teachers_digest:
+        then_names, now_names = checkpoint.get("teacher_names"), list(teacher_names or [])
+        if then_names and then_names != now_names:
+            # same settings, other members: the teacher guard judged other recordings, or the
+            # code that picks members changed (teachers weighted 0 are left out since 2026-12-05)
+            raise ConfigError(f"resume_file {path} was trained from teachers {', '.join(then_names)}; with the same "
+                              f"settings this run takes {', '.join(now_names) or 'none'}: continue it with the "
+                              f"trajectory files and code version that started it, or start the run over")
+        raise ConfigError(f"resume_file {path} was trained from other teachers ({checkpoint.get('teachers_digest')}) "
+                          f"than those in trajectory_dir now ({teachers_digest}): resume with the same trajectory files")
 
 
 def _comparable(value):

@@ -142,7 +142,8 @@ def resume_model(config, trainer, logger):
 
     path = config["resume_file"]
     checkpoint = load_own_checkpoint(path, trainer.device)
-    check_resume_compatible(config, checkpoint, path, teachers_digest=getattr(trainer.model, "teachers_digest", None))
+    check_resume_compatible(config, checkpoint, path, teachers_digest=getattr(trainer.model, "teachers_digest", None),
+                            teacher_names=getattr(trainer.model, "teacher_names", None))
     trainer.resume_checkpoint(path, checkpoint)
     logger.info(f"resumed from {path}: best valid {config['valid_metric']} {float(checkpoint['best_valid_score']):.4f} "
                 f"so far; training continues at epoch {trainer.start_epoch}")

@@ -173,8 +173,28 @@ def test_resume_file_under_other_settings_is_refused_in_one_line(tiny):
         run(tiny, epochs=1, eval_step=1, resume_file=interrupted["checkpoint_file"])
     other_teachers = dict(trajectory_dir=tiny["trajectory_dir"] + "-other", teacher_defaults={"epochs": 3, "learning_rate": 0.01})
     run(tiny, model="RankEnsemble", **other_teachers)  # records them
-    with pytest.raises(ConfigError, match="was trained from other teachers"):
+    with pytest.raises(ConfigError, match="was written with teacher_defaults=.*resume with the same settings"):
         run(tiny, epochs=6, eval_step=1, resume_file=interrupted["checkpoint_file"], **other_teachers)
+
+
+def test_resume_file_from_other_teachers_is_refused_naming_them(tiny, tmp_path):
+    from recbole_hetcomp.compat import load_own_checkpoint
+
+    interrupted = run(tiny, epochs=3, eval_step=1)
+    checkpoint = load_own_checkpoint(interrupted["checkpoint_file"], torch.device("cpu"))
+    assert checkpoint["teacher_names"] == ["BPR", "EASE"]
+    # Same settings, other recorded lists (e.g. teachers recorded again on another machine)
+    checkpoint["teachers_digest"] = "0" * 16
+    torch.save(checkpoint, tmp_path / "elsewhere.pth")
+    with pytest.raises(ConfigError, match=r"trained from other teachers \(0{16}\) than those in trajectory_dir now"):
+        run(tiny, epochs=6, eval_step=1, resume_file=str(tmp_path / "elsewhere.pth"))
+    # Same settings, other members (a weight-0 teacher was a member before 2026-12-05, or the
+    # teacher guard judged another recording): both lists are named
+    checkpoint["teacher_names"] = ["BPR", "EASE", "ItemKNN"]
+    torch.save(checkpoint, tmp_path / "older_code.pth")
+    with pytest.raises(ConfigError, match="trained from teachers BPR, EASE, ItemKNN; with the same settings this run "
+                                          "takes BPR, EASE: continue it with the trajectory files and code version"):
+        run(tiny, epochs=6, eval_step=1, resume_file=str(tmp_path / "older_code.pth"))
 
 
 def test_resume_file_is_refused_for_distributed_runs_and_not_passed_to_teachers(tmp_path):

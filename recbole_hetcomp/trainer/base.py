@@ -164,6 +164,7 @@ class PluginTrainerMixin:
             # A trainer may define _extra_checkpoint_state() / _load_extra_checkpoint_state(state).
             "trainer_state": getattr(self, "_extra_checkpoint_state", dict)(),
             "teachers_digest": getattr(self.model, "teachers_digest", None),
+            "teacher_names": list(getattr(self.model, "teacher_names", None) or []),
             "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
                         "epoch_train_times": list(self.epoch_train_times)},
         }
