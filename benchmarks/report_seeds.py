@@ -27,11 +27,16 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
 SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 PAIRS += [("hetcomp-reference-d2-hold", "hetcomp-reference-d2"), ("hetcomp-reference-d2-hold", "final-only-reference-d2")]
+FACTORS = ("k50", "t3", "t30", "overall-x10")  # bench_seeds.FACTORS
+for _f in FACTORS:
+    PAIRS += [(f"hetcomp-default-{_f}", f"final-only-default-{_f}"), (f"hetcomp-default-{_f}", "hetcomp-default"),
+              (f"hetcomp-default-{_f}", "final-only-default"), (f"final-only-default-{_f}", "final-only-default")]
 ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "final-only-default", "rrd-default",
          "hetcomp", "final-only", "final-only-reference", "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
          "hetcomp-reference-detailed", "hetcomp-reference-weighted", "final-only-reference-weighted"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 ORDER.insert(ORDER.index("final-only-reference-d2"), "hetcomp-reference-d2-hold")
+ORDER += [f"{row}-{f}" for f in FACTORS for row in ("hetcomp-default", "final-only-default")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
 
@@ -143,7 +148,8 @@ def write_report(folders, report_path, plots=False):
               "each teacher's mean checkpoint index at the switch (the last index is T - 1):", "",
               "| row | seed | switch epoch | epochs run | mean checkpoint at the switch |", "|---|---|---|---|---|"]
     for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5",
-                 "hetcomp-reference-detailed", "hetcomp-reference-weighted", "hetcomp-reference-d2", "hetcomp-reference-d2-hold"):
+                 "hetcomp-reference-detailed", "hetcomp-reference-weighted", "hetcomp-reference-d2", "hetcomp-reference-d2-hold",
+                 *(f"hetcomp-default-{f}" for f in FACTORS)):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
