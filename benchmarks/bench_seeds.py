@@ -327,14 +327,15 @@ def recorded_on(checkpoints):
 
 
 def chosen_weights(args):
-    """The ensemble-weighted row's weights (chosen on validation), in teacher order."""
+    """The ensemble-weighted row's weights (chosen on validation), one per teacher taking part,
+    in teacher order (a teacher the guard left out has no weight: the students leave it out too)."""
     path = os.path.join(args.out, "ensemble-weighted", "run.json")
     if not os.path.isfile(path):
         raise RuntimeError(f"{path} is missing: run the ensemble-weighted row first")
     with open(path, encoding="utf-8") as f:
         done = json.load(f)
     weights = done["ensemble_weights"]
-    return [float(weights[name]) for name in done["teachers"]] if isinstance(weights, dict) else weights
+    return [float(weights[name]) for name in done["teachers"] if name in weights] if isinstance(weights, dict) else weights
 
 
 def best_epoch(result):
@@ -392,8 +393,9 @@ def compute(args):
                         out, status = future.result()
                         print(f"{slug} seed {seed}: {status} -> {os.path.relpath(out, REPO)}", flush=True)
                     except Exception as err:  # one failed row must not stop the others
-                        failed.append(str(err))
-                        print(f"FAILED {err}", flush=True)
+                        line = str(err) if str(err).startswith(f"{slug} seed") else f"{slug} seed {seed}: {type(err).__name__}: {err}"
+                        failed.append(line)
+                        print(f"FAILED {line}", flush=True)
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed")
 

@@ -107,6 +107,19 @@ def test_curriculum_means_are_named_after_the_teachers_the_student_learned_from(
     assert members(runs, {"teachers": teachers, "ensemble_weights": None}) == ["BPR", "CML", "ItemAE"]
 
 
+def test_rows_given_the_chosen_weights_get_one_per_teacher_taking_part(tmp_path):
+    # e.g. ml-100k, teachers of 2026-12-05: the guard left LightGCN out of the weighted ensemble
+    sys.path.insert(0, REPO)
+    from argparse import Namespace
+
+    from benchmarks.bench_seeds import chosen_weights
+
+    (tmp_path / "ensemble-weighted").mkdir()
+    (tmp_path / "ensemble-weighted" / "run.json").write_text(json.dumps({
+        "teachers": ["BPR", "CML", "LightGCN", "ItemAE"], "ensemble_weights": {"BPR": 0.0, "CML": 1.0, "ItemAE": 2.0}}))
+    assert chosen_weights(Namespace(out=str(tmp_path))) == [0.0, 1.0, 2.0]
+
+
 def test_a_row_left_unfinished_continues_from_its_checkpoint_to_the_same_numbers(tmp_path):
     write_tiny_dataset(tmp_path / "data")
     (tmp_path / "protocol.yaml").write_text(
