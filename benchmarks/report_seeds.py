@@ -71,6 +71,10 @@ def members(runs, run):
     rows = (runs.get("ensemble") or [{}])[0].get("teacher_rows") or []
     left_out = {t["name"] for t in rows if t.get("kind") == "teacher (left out: weak)"}
     weights = run.get("ensemble_weights")
+    if weights is None and run.get("settings", {}).get("overrides", {}).get("ensemble_weights") == "@ensemble-weighted":
+        # given the ensemble-weighted row's list (bench_seeds.WEIGHTS_FROM): a run before
+        # 2026-12-05 16:30 did not write the weights it was given into its result file
+        weights = (runs.get("ensemble-weighted") or [{}])[0].get("ensemble_weights")
     if isinstance(weights, dict):
         left_out |= {t for t, w in weights.items() if w == 0}
     return [t for t in run["teachers"] if t not in left_out]

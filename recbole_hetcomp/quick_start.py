@@ -272,6 +272,8 @@ def run_recbole_hetcomp(
     result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder)
     if chosen is not None:
         result["ensemble_weights"] = chosen
+    elif getattr(model, "weights_by_teacher", None):  # a list given in the config
+        result["ensemble_weights"] = model.weights_by_teacher
     if config["result_file"] and is_writer(config):
         write_json_atomic(config["result_file"], result)
         logger.info(f"results written to {config['result_file']}")

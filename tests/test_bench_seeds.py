@@ -105,6 +105,10 @@ def test_curriculum_means_are_named_after_the_teachers_the_student_learned_from(
     weighted = {"teachers": teachers, "ensemble_weights": {"BPR": 0.0, "CML": 1.0, "ItemAE": 2.0}}
     assert members(runs, weighted) == ["CML", "ItemAE"]
     assert members(runs, {"teachers": teachers, "ensemble_weights": None}) == ["BPR", "CML", "ItemAE"]
+    # A run given the ensemble-weighted row's weights as a list, whose file does not name them
+    runs["ensemble-weighted"] = [{"ensemble_weights": {"BPR": 0.0, "CML": 1.0, "ItemAE": 0.0}}]
+    given = {"teachers": teachers, "ensemble_weights": None, "settings": {"overrides": {"ensemble_weights": "@ensemble-weighted"}}}
+    assert members(runs, given) == ["CML"]
 
 
 def test_rows_given_the_chosen_weights_get_one_per_teacher_taking_part(tmp_path):

@@ -432,6 +432,9 @@ def test_a_teacher_weighted_zero_is_left_out_like_an_unlisted_one(tiny):
     assert torch.equal(weighted.targets[users], bpr_only.targets[users])
     assert torch.equal(weighted.observed_targets[users], bpr_only.observed_targets[users])
     assert weighted.teachers_digest == bpr_only.teachers_digest  # a resumed run checks the same teachers
+    # The result file names every teacher's weight, the one left out included
+    assert run(tiny, epochs=2, ensemble_weights=[1.0, 0.0])["ensemble_weights"] == {"BPR": 1.0, "EASE": 0.0}
+    assert "ensemble_weights" not in run(tiny, epochs=2)  # equal weights (these tests' default)
 
 
 def test_a_run_chooses_the_students_teacher_weights_on_validation(tiny):

@@ -94,6 +94,9 @@ class DistillationStudent(GeneralRecommender):
             getLogger().info(f"{config['model']}: teachers weighted 0 left out of the targets: {', '.join(left_out)}")
         self.teacher_names = teachers.names
         self.teachers_digest = teachers.digest()
+        # every member's weight, zeros included: what a result file reports the student learned
+        given = members.student_weights(config["ensemble_weights"])
+        self.weights_by_teacher = None if given is None else dict(zip(members.names, given))
         return teachers, weights
 
     def train_items_of(self, users):
