@@ -67,17 +67,21 @@ def load(folders):
 def members(runs, run):
     """The teachers a student learned from (in the order of its curriculum means): its
     teachers minus those the guard left out (marked in the ensemble row's teacher rows) and,
-    since 2026-12-05, those its weights (a dict in its result file) set to 0."""
+    since 2026-12-05, those its weights (a dict in its result file) set to 0. A run of older
+    code kept its weight-0 teachers as members: its curriculum means say so by their count."""
     rows = (runs.get("ensemble") or [{}])[0].get("teacher_rows") or []
-    left_out = {t["name"] for t in rows if t.get("kind") == "teacher (left out: weak)"}
+    weak = {t["name"] for t in rows if t.get("kind") == "teacher (left out: weak)"}
     weights = run.get("ensemble_weights")
     if weights is None and run.get("settings", {}).get("overrides", {}).get("ensemble_weights") == "@ensemble-weighted":
         # given the ensemble-weighted row's list (bench_seeds.WEIGHTS_FROM): a run before
         # 2026-12-05 16:30 did not write the weights it was given into its result file
         weights = (runs.get("ensemble-weighted") or [{}])[0].get("ensemble_weights")
-    if isinstance(weights, dict):
-        left_out |= {t for t, w in weights.items() if w == 0}
-    return [t for t in run["teachers"] if t not in left_out]
+    names = [t for t in run["teachers"] if t not in weak]
+    if not isinstance(weights, dict):
+        return names
+    taught = [t for t in names if weights.get(t, 1.0) != 0]
+    counted = len(run["curriculum"][0]["mean_checkpoint"]) if run.get("curriculum") else None
+    return names if counted == len(names) != len(taught) else taught
 
 
 def mean_std(values):

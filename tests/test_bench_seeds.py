@@ -109,6 +109,10 @@ def test_curriculum_means_are_named_after_the_teachers_the_student_learned_from(
     runs["ensemble-weighted"] = [{"ensemble_weights": {"BPR": 0.0, "CML": 1.0, "ItemAE": 0.0}}]
     given = {"teachers": teachers, "ensemble_weights": None, "settings": {"overrides": {"ensemble_weights": "@ensemble-weighted"}}}
     assert members(runs, given) == ["CML"]
+    # Code before 2026-12-05 kept a weight-0 teacher as a member: three means, three names
+    older = dict(weighted, curriculum=[{"epoch": 10, "mean_checkpoint": [1.0, 2.0, 3.0]}])
+    assert members(runs, older) == ["BPR", "CML", "ItemAE"]
+    assert members(runs, dict(older, curriculum=[{"epoch": 10, "mean_checkpoint": [2.0, 3.0]}])) == ["CML", "ItemAE"]
 
 
 def test_rows_given_the_chosen_weights_get_one_per_teacher_taking_part(tmp_path):
