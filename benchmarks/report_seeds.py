@@ -17,7 +17,7 @@ import statistics
 MAIN = "ndcg@20"
 SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
 PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp-reference", "final-only-reference"),
-         ("hetcomp-default", "hetcomp-reference"), ("hetcomp-default", "final-only-default"), ("hetcomp-default", "rrd-default"),
+         ("hetcomp-default", "hetcomp-reference"), ("hetcomp-default", "final-only-default"), ("hetcomp-default", "rrd-default"), ("hetcomp-default", "rrd-default-1000"), ("rrd-default-1000", "rrd-default"),
          ("hetcomp", "rrd"), ("hetcomp-reference", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only"),
@@ -31,7 +31,7 @@ FACTORS = ("k50", "t3", "t30", "overall-x10")  # bench_seeds.FACTORS
 for _f in FACTORS:
     PAIRS += [(f"hetcomp-default-{_f}", f"final-only-default-{_f}"), (f"hetcomp-default-{_f}", "hetcomp-default"),
               (f"hetcomp-default-{_f}", "final-only-default"), (f"final-only-default-{_f}", "final-only-default")]
-ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "final-only-default", "rrd-default",
+ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default", "final-only-default", "rrd-default", "rrd-default-1000",
          "hetcomp", "final-only", "final-only-reference", "rrd", "no-kd", "hetcomp-weighted", "final-only-weighted", "hetcomp-all-pairs", "hetcomp-period5",
          "hetcomp-reference-detailed", "hetcomp-reference-weighted", "final-only-reference-weighted"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
