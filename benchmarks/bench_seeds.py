@@ -118,6 +118,7 @@ for _d in STUDENT_SIZES:
 # before the switch (with Adam, against weight decay: one loss at a time is active).
 FACTORS = {
     "k50": ("K = 50", {"hetcomp_k": 50}),
+    "t1": ("importance temperature 1", {"importance_temperature": 1.0}),
     "t3": ("importance temperature 3", {"importance_temperature": 3.0}),
     "t30": ("importance temperature 30", {"importance_temperature": 30.0}),
     "overall-x10": ("overall loss weight 0.1", {"overall_loss_weight": 0.1}),
