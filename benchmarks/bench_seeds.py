@@ -122,6 +122,9 @@ FACTORS = {
     "t3": ("importance temperature 3", {"importance_temperature": 3.0}),
     "t30": ("importance temperature 30", {"importance_temperature": 30.0}),
     "overall-x10": ("overall loss weight 0.1", {"overall_loss_weight": 0.1}),
+    # the curriculum with temperature 3 but no overall stage: which of the two carries its gain
+    # (final-only learns with the detailed loss from the start anyway: no pair of its own)
+    "t3-detailed": ("importance temperature 3, detailed loss throughout", {"importance_temperature": 3.0, "akt_mode": "detailed"}),
 }
 for _f, (_what, _set) in FACTORS.items():
     ROWS[f"hetcomp-default-{_f}"] = (f"HetComp, our default, {_what}", "HetComp", dict(_set, ensemble_weights=WEIGHTS_FROM), [], True)

@@ -27,7 +27,8 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
 SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 PAIRS += [("hetcomp-reference-d2-hold", "hetcomp-reference-d2"), ("hetcomp-reference-d2-hold", "final-only-reference-d2")]
-FACTORS = ("k50", "t1", "t3", "t30", "overall-x10")  # bench_seeds.FACTORS
+FACTORS = ("k50", "t1", "t3", "t30", "overall-x10", "t3-detailed")  # bench_seeds.FACTORS
+PAIRS += [("hetcomp-default-t3-detailed", "final-only-default-t3"), ("hetcomp-default-t3-detailed", "hetcomp-default-t3")]
 for _f in FACTORS:
     PAIRS += [(f"hetcomp-default-{_f}", f"final-only-default-{_f}"), (f"hetcomp-default-{_f}", "hetcomp-default"),
               (f"hetcomp-default-{_f}", "final-only-default"), (f"final-only-default-{_f}", "final-only-default")]
