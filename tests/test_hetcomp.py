@@ -344,6 +344,7 @@ def test_reference_profile_sets_every_reference_choice():
         "stopping_step": 4, "log_denominator_floor": 1e-5, "observed_source": "final",
         "hold_early_stopping": False, "switch_rule": "mean_checkpoint", "dkc_alpha": 1.05, "dkc_decay": 0.995,
         "embedding_size": 6, "learning_rate": 0.001, "train_batch_size": 1024, "ensemble_weights": None,
+        "importance_temperature": 10.0,
     }
     assert {k: config[k] for k in expected} == expected
     assert config["eval_args"]["split"] == {"RS": [0.6, 0.2, 0.2]}  # the paper's protocol stays
