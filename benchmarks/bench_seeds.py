@@ -62,8 +62,8 @@ ROWS = {
     "rrd-default": ("RRD, our default (weighted targets)", "RRD", {}, [], True),
     # RRD.yaml's budget (300 epochs, patience 6 validations) cut rrd-default short where HetComp
     # had 1,000 epochs (ml-100k: 4 of 5 seeds ran to the cap, 3 with their best in its last 30
-    # epochs): the same budget and patience
-    # as HetComp's (RRD's trainer is RecBole's: a tie counts as a gain; ties are rare in scores).
+    # epochs). This row gets HetComp's budget and patience (RRD's trainer is RecBole's: a tie
+    # counts as a gain; ties are rare in these scores).
     "rrd-default-1000": ("RRD, our default (weighted targets), HetComp's budget (1,000 epochs, stop after 5 validations without gain)",
                          "RRD", {"epochs": 1000, "stopping_step": 4}, [], True),
     "final-only": ("HetComp, final checkpoints only, 300-epoch schedule", "HetComp",
