@@ -27,7 +27,8 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
 SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 PAIRS += [("hetcomp-reference-d2-hold", "hetcomp-reference-d2"), ("hetcomp-reference-d2-hold", "final-only-reference-d2")]
-FACTORS = ("k50", "t1", "t3", "t30", "overall-x10", "t3-detailed")  # bench_seeds.FACTORS
+FACTORS = ("k50", "t1", "t3", "t30", "overall-x10", "t3-detailed")  # bench_seeds.FACTORS (a test keeps them equal)
+WEIGHTS_FROM = "@ensemble-weighted"  # bench_seeds.WEIGHTS_FROM
 PAIRS += [("hetcomp-default-t3-detailed", "final-only-default-t3"), ("hetcomp-default-t3-detailed", "hetcomp-default-t3")]
 for _f in FACTORS:
     PAIRS += [(f"hetcomp-default-{_f}", f"final-only-default-{_f}"), (f"hetcomp-default-{_f}", "hetcomp-default"),
@@ -73,7 +74,7 @@ def members(runs, run):
     rows = (runs.get("ensemble") or [{}])[0].get("teacher_rows") or []
     weak = {t["name"] for t in rows if t.get("kind") == "teacher (left out: weak)"}
     weights = run.get("ensemble_weights")
-    if weights is None and run.get("settings", {}).get("overrides", {}).get("ensemble_weights") == "@ensemble-weighted":
+    if weights is None and run.get("settings", {}).get("overrides", {}).get("ensemble_weights") == WEIGHTS_FROM:
         # given the ensemble-weighted row's list (bench_seeds.WEIGHTS_FROM): a run before
         # 2026-12-05 16:30 did not write the weights it was given into its result file
         weights = (runs.get("ensemble-weighted") or [{}])[0].get("ensemble_weights")

@@ -74,6 +74,18 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     assert "HetComp, 300-epoch schedule − HetComp, final checkpoints only, 300-epoch schedule | 2 |" in page
 
 
+def test_every_row_the_bench_runs_has_its_place_in_the_report():
+    # report_seeds reads files only and repeats bench_seeds' row families: they must not drift
+    sys.path.insert(0, REPO)
+    from benchmarks import bench_seeds, report_seeds
+
+    assert report_seeds.SIZES == bench_seeds.STUDENT_SIZES
+    assert set(report_seeds.FACTORS) == set(bench_seeds.FACTORS)
+    assert report_seeds.WEIGHTS_FROM == bench_seeds.WEIGHTS_FROM
+    missing = [slug for slug in bench_seeds.ROWS if slug not in report_seeds.ORDER and not slug.startswith("no-kd")]
+    assert missing == []
+
+
 def test_serving_points_are_one_per_model_with_seed_means():
     sys.path.insert(0, REPO)
     from benchmarks.report_seeds import serving_points, serving_table
