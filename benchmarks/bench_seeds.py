@@ -197,6 +197,7 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
             done = json.load(f)
         if done["settings"] != settings or (traj_hash and done["trajectory_hash"] != traj_hash):
             raise SystemExit(f"{out} was computed under other settings or teachers: move it away or use another --out")
+        check_kept(args, slug, seed, out, done)
         return out, "kept"
     # One folder per row and seed: a run killed with the session leaves its best checkpoint
     # there, and the next invocation continues it (resume_file: same numbers as a run never killed).
@@ -208,6 +209,57 @@ def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
         return _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings)
     finally:
         lock.close()
+
+
+def row_settings(args, slug):
+    """What a row sets above the property files (its row.yaml): its overrides, then --set; a
+    row that learns the ensemble-weighted row's weights gets them as a list."""
+    settings = dict(ROWS[slug][2], **dict(args.set))
+    if settings.get("ensemble_weights") == WEIGHTS_FROM:
+        settings["ensemble_weights"] = chosen_weights(args)
+    return settings
+
+
+# A kept result may come from another device (same computation, float-level differences).
+KEPT_MAY_DIFFER = {"device", "gpu_id", "use_gpu"}
+
+
+def resolved_now(args, slug, seed):
+    """The settings the row's run would resolve to today (property files and model YAML
+    defaults as they are now), in the form result files keep (``resolved_config``)."""
+    from recbole_hetcomp.checks import resolved_settings
+    from recbole_hetcomp.config import Config
+
+    _, model, _, files, seeded = ROWS[slug]
+    config_dict = row_settings(args, slug)
+    if seeded:
+        config_dict["student_seed"] = seed
+    environ = dict(os.environ)
+    try:  # RecBole's Config sets CUDA_VISIBLE_DEVICES: not for this process's children
+        config = Config(model, args.dataset, [os.path.abspath(p) for p in args.config_files + files], config_dict)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    return resolved_settings(config)
+
+
+def check_kept(args, slug, seed, out, done):
+    """Refuse a kept result whose settings are not what its row resolves to today (a changed
+    model YAML default or protocol file changes no row's ``settings``, only this): every
+    setting where the file holds ``resolved_config``, else the essentials it recorded."""
+    from recbole_hetcomp.checks import first_difference
+
+    now = resolved_now(args, slug, seed)
+    then = done.get("resolved_config")
+    if then is None:  # result files written before 2026-12-05
+        then = {k: v for k, v in (done.get("config") or {}).items() if k != "data_path"}
+        now = {k: now.get(k) for k in then}
+    differs = first_difference(then, now, ignore=KEPT_MAY_DIFFER)
+    if differs:
+        key, was, is_now = differs
+        raise SystemExit(f"{out} was computed with {key}={was!r}; its row now runs with {key}={is_now!r} (a property file "
+                         f"or model default changed): pin {key}={was!r} in the row's overrides to keep the file, or move "
+                         f"it away to compute the row again")
 
 
 def claim_folder(work, settings):
@@ -233,11 +285,8 @@ def claim_folder(work, settings):
 def _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings):
     name, model, overrides, files, seeded = ROWS[slug]
     resume = latest_checkpoint(work, model) if seeded else None
-    row_settings = dict(overrides, **dict(args.set))
-    if row_settings.get("ensemble_weights") == WEIGHTS_FROM:
-        row_settings["ensemble_weights"] = chosen_weights(args)
     with open(os.path.join(work, "row.yaml"), "w", encoding="utf-8") as f:
-        json.dump(row_settings, f)  # JSON is YAML
+        json.dump(row_settings(args, slug), f)  # JSON is YAML
     config_files = [os.path.abspath(p) for p in args.config_files + files] + [os.path.join(work, "row.yaml")]
     command = [
         sys.executable, os.path.join(REPO, "run_recbole_hetcomp.py"), f"--model={model}", f"--dataset={args.dataset}",
@@ -283,7 +332,7 @@ def _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings):
         "parameters": result.get("parameters"), "ensemble_weights": result.get("ensemble_weights"),
         # full-sort serving time of all users, measured inside the run (on a busy machine: noisy)
         "inference_time_s": result.get("inference_time_s"),
-        "config": result.get("config"),
+        "config": result.get("config"), "resolved_config": result.get("resolved_config"),
     }
     if slug == "ensemble":
         payload["teacher_rows"] = [r for r in result.get("rows", []) if r["kind"].startswith("teacher")]

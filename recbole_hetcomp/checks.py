@@ -211,13 +211,11 @@ def check_resume_compatible(config, checkpoint, path, teachers_digest=None, teac
                           f"{config['epochs']}: nothing is left to train; raise --epochs to continue it")
     # Settings before teachers: a changed setting (ensemble_weights, teachers) also changes the
     # teachers taking part, and the setting is the difference the user can act on.
-    now, then = config.final_config_dict, saved.final_config_dict
-    for key in sorted(set(now) | set(then)):
-        if key in RESUME_MAY_CHANGE:
-            continue
-        if _comparable(now.get(key)) != _comparable(then.get(key)):
-            raise ConfigError(f"resume_file {path} was written with {key}={then.get(key)!r}, this run has "
-                              f"{key}={now.get(key)!r}: resume with the same settings (only {', '.join(sorted(RESUME_MAY_CHANGE - {'resume_file'}))} may change)")
+    differs = first_difference(resolved_settings(saved), resolved_settings(config), ignore={"epochs"})
+    if differs:
+        key, then, now = differs
+        raise ConfigError(f"resume_file {path} was written with {key}={then!r}, this run has "
+                          f"{key}={now!r}: resume with the same settings (only {', '.join(sorted(RESUME_MAY_CHANGE - {'resume_file'}))} may change)")
     # (checkpoints written before the digest was kept, earlier on 2026-12-04, hold none)
     if "teachers_digest" in checkpoint and checkpoint["teachers_digest"] != teachers_digest:
         then_names, now_names = checkpoint.get("teacher_names"), list(teacher_names or [])
@@ -229,6 +227,24 @@ def check_resume_compatible(config, checkpoint, path, teachers_digest=None, teac
                               f"trajectory files and code version that started it, or start the run over")
         raise ConfigError(f"resume_file {path} was trained from other teachers ({checkpoint.get('teachers_digest')}) "
                           f"than those in trajectory_dir now ({teachers_digest}): resume with the same trajectory files")
+
+
+def resolved_settings(config):
+    """Every setting a run's numbers depend on, as plain data (JSON-ready): the final config
+    less what only says where files go, how much is shown and the thread count
+    (:data:`RESUME_MAY_CHANGE`; the epoch cap is kept). Result files hold it, so a kept result
+    can be checked against what its row resolves to today, model YAML defaults included."""
+    return {key: _comparable(value) for key, value in sorted(config.final_config_dict.items())
+            if key == "epochs" or key not in RESUME_MAY_CHANGE}
+
+
+def first_difference(then, now, ignore=()):
+    """``(key, then_value, now_value)`` for the first key (in name order) whose value differs
+    between two :func:`resolved_settings` dicts (a key one lacks counts as None), else None."""
+    for key in sorted(set(then) | set(now)):
+        if key not in ignore and then.get(key) != now.get(key):
+            return key, then.get(key), now.get(key)
+    return None
 
 
 def _comparable(value):

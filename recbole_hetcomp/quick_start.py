@@ -19,7 +19,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed, set_color
 
-from recbole_hetcomp.checks import check_data, check_settings
+from recbole_hetcomp.checks import check_data, check_settings, resolved_settings
 from recbole_hetcomp.compat import init_logger, keep_freed_memory_for_training
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.console import FILE_ONLY, PROGRESS, config_summary, in_stage
@@ -175,8 +175,10 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
     }
 
 
-def result_payload(config, model, trainer, fitted, log_file, start, rows=None, recorder=None):
-    """What ``run_recbole_hetcomp`` returns and writes to ``result_file``."""
+def result_payload(config, model, trainer, fitted, log_file, start, rows=None, recorder=None, resolved=None):
+    """What ``run_recbole_hetcomp`` returns and writes to ``result_file``; ``resolved``: the
+    settings as configured (:func:`~recbole_hetcomp.checks.resolved_settings`, taken before
+    the run fills in what it chose, e.g. ensemble weights chosen on validation)."""
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -194,6 +196,8 @@ def result_payload(config, model, trainer, fitted, log_file, start, rows=None, r
         "wall_time_s": round(time() - start, 3),
         "log_file": log_file,
         "config": config_essentials(config),
+        # every setting the numbers depend on: a kept result can be checked against today's defaults
+        "resolved_config": resolved if resolved is not None else resolved_settings(config),
     }
     if rows is not None:
         result["rows"] = rows
@@ -237,6 +241,7 @@ def run_recbole_hetcomp(
     """
     start = time()
     config = Config(model, dataset, config_file_list, config_dict, command_line=command_line)
+    resolved = resolved_settings(config)
     student_seed = check_settings(config)
     config_files = config_file_list or _config_files
     logger, log_file = start_logging(config, config_files, command_line)
@@ -269,7 +274,7 @@ def run_recbole_hetcomp(
         save_recorded_trajectory(config, model, recorder, fitted, train_data._dataset, valid_data,
                                  fitted["checkpoint_file"], logger)
 
-    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder)
+    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder, resolved)
     if chosen is not None:
         result["ensemble_weights"] = chosen
     elif getattr(model, "weights_by_teacher", None):  # a list given in the config

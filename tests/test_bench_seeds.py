@@ -56,6 +56,23 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     changed = bench(tmp_path, "--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT[:-2], "--set", "dkc_period=2")
     assert changed.returncode != 0 and "computed under other settings" in changed.stderr
 
+    # So is one whose row resolves to other settings today: same files named, other contents
+    # (a protocol file or a model YAML default edited since), every setting compared...
+    protocol = (tmp_path / "protocol.yaml").read_text()
+    (tmp_path / "protocol.yaml").write_text(protocol + "learning_rate: 0.01\n")
+    stale = bench(tmp_path, *rows)
+    assert stale.returncode != 0 and "was computed with learning_rate=0.001; its row now runs with learning_rate=0.01" \
+        in stale.stderr, stale.stderr[-2000:]
+    # ... and, in files written before they held every setting, the essentials they recorded.
+    for path in (tmp_path / "results").rglob("*.json"):
+        payload = json.loads(path.read_text())
+        assert payload["resolved_config"]["hetcomp_k"] == 20 or payload["slug"] != "hetcomp"
+        path.write_text(json.dumps({k: v for k, v in payload.items() if k != "resolved_config"}))
+    legacy = bench(tmp_path, *rows)
+    assert legacy.returncode != 0 and "learning_rate=0.01" in legacy.stderr, legacy.stderr[-2000:]
+    (tmp_path / "protocol.yaml").write_text(protocol)
+    assert bench(tmp_path, *rows).stdout.count(": kept") == 4
+
     # Teachers that are not the results' (other code, another machine's float kernels) are refused, with the way out.
     ensemble = tmp_path / "results" / "ensemble" / "run.json"
     payload = json.loads(ensemble.read_text())
