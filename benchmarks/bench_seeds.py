@@ -8,8 +8,9 @@ run is written at once, atomically, as a small JSON under --out
 (``<row>/seed<k>.json``: metrics, per-validation history with every metric, curriculum means
 per DKC step, switch epoch, wall time, seeds, settings and the teachers' trajectory hash);
 commit that folder, and a later invocation skips what is there (and refuses a file computed
-under other settings or from other teachers). ``--report`` rebuilds the tables and figures
-from those files alone.
+under other settings or from other teachers, or one whose row resolves to other settings today:
+every setting the run read is compared, so an edited model YAML default cannot slip through).
+``--report`` rebuilds the tables and figures from those files alone.
 
     python benchmarks/bench_seeds.py --dataset=ml-100k \\
         --config_files=properties/protocol/hetcomp-paper.yaml \\
@@ -224,41 +225,24 @@ def row_settings(args, slug):
     return settings
 
 
-# A kept result may come from another device (same computation, float-level differences).
-KEPT_MAY_DIFFER = {"device", "gpu_id", "use_gpu"}
-
-
 def resolved_now(args, slug, seed):
     """The settings the row's run would resolve to today (property files and model YAML
     defaults as they are now), in the form result files keep (``resolved_config``)."""
-    from recbole_hetcomp.checks import resolved_settings
-    from recbole_hetcomp.config import Config
+    from recbole_hetcomp.config import resolve_settings
 
     _, model, _, files, seeded = ROWS[slug]
     config_dict = row_settings(args, slug)
     if seeded:
         config_dict["student_seed"] = seed
-    environ = dict(os.environ)
-    try:  # RecBole's Config sets CUDA_VISIBLE_DEVICES: not for this process's children
-        config = Config(model, args.dataset, [os.path.abspath(p) for p in args.config_files + files], config_dict)
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-    return resolved_settings(config)
+    return resolve_settings(model, args.dataset, [os.path.abspath(p) for p in args.config_files + files], config_dict)
 
 
 def check_kept(args, slug, seed, out, done):
     """Refuse a kept result whose settings are not what its row resolves to today (a changed
-    model YAML default or protocol file changes no row's ``settings``, only this): every
-    setting where the file holds ``resolved_config``, else the essentials it recorded."""
-    from recbole_hetcomp.checks import first_difference
+    model YAML default or protocol file changes no row's ``settings``, only this)."""
+    from recbole_hetcomp.checks import kept_result_difference
 
-    now = resolved_now(args, slug, seed)
-    then = done.get("resolved_config")
-    if then is None:  # result files written before 2026-12-05
-        then = {k: v for k, v in (done.get("config") or {}).items() if k != "data_path"}
-        now = {k: now.get(k) for k in then}
-    differs = first_difference(then, now, ignore=KEPT_MAY_DIFFER)
+    differs = kept_result_difference(done, resolved_now(args, slug, seed))
     if differs:
         key, was, is_now = differs
         raise SystemExit(f"{out} was computed with {key}={was!r}; its row now runs with {key}={is_now!r} (a property file "

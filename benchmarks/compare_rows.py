@@ -208,13 +208,13 @@ def run_rows(rows, selected, jobs, dataset, files, work, threads):
         names of rows not run because a row they need failed.
     """
     for name in selected:
-        _check_reusable(rows, name, work)
+        _check_reusable(rows, name, work, dataset, files)
     todo = [n for n in selected if not os.path.exists(row_file(work, n))]
     if not todo:
         return [], {}, []
     first, again = [], False
     if any(rows[n].needs_teachers for n in todo):
-        _check_reusable(rows, TEACHERS_ROW, work)
+        _check_reusable(rows, TEACHERS_ROW, work, dataset, files)
         if not os.path.exists(row_file(work, TEACHERS_ROW)):
             first = [TEACHERS_ROW]  # selected or not: the rows to compute need its teachers
         elif not all(os.path.exists(p) for p in teacher_files(work, dataset)):
@@ -235,14 +235,24 @@ def run_rows(rows, selected, jobs, dataset, files, work, threads):
     return scheduler.computed, scheduler.failed, scheduler.blocked
 
 
-def _check_reusable(rows, name, work):
-    """Exit with one line if ``name``'s result JSON exists but was computed with other settings."""
+def _check_reusable(rows, name, work, dataset, files):
+    """Exit with one line if ``name``'s result JSON exists but was computed with other settings:
+    other overrides, or the same overrides resolving to others today (an edited property file
+    or model default)."""
+    from recbole_hetcomp.checks import kept_result_difference
+    from recbole_hetcomp.config import resolve_settings
+
     path = row_file(work, name)
     if os.path.exists(path):
         done = load_row(work, name)
         if done.get("row_overrides", rows[name].config) != rows[name].config:
             sys.exit(f"{path} was computed with other settings ({done.get('row_overrides')}): "
                      f"delete it to recompute, or use another --work folder")
+        differs = kept_result_difference(done, resolve_settings(rows[name].model, dataset, files, rows[name].config))
+        if differs:
+            key, was, now = differs
+            sys.exit(f"{path} was computed with {key}={was!r}; the row now runs with {key}={now!r} (a property file or "
+                     f"model default changed): delete it to recompute, or use another --work folder")
 
 
 class _Scheduler:

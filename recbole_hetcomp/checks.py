@@ -230,12 +230,41 @@ def check_resume_compatible(config, checkpoint, path, teachers_digest=None, teac
 
 
 def resolved_settings(config):
-    """Every setting a run's numbers depend on, as plain data (JSON-ready): the final config
-    less what only says where files go, how much is shown and the thread count
-    (:data:`RESUME_MAY_CHANGE`; the epoch cap is kept). Result files hold it, so a kept result
-    can be checked against what its row resolves to today, model YAML defaults included."""
-    return {key: _comparable(value) for key, value in sorted(config.final_config_dict.items())
-            if key == "epochs" or key not in RESUME_MAY_CHANGE}
+    """Every setting that can move a run's numbers, as plain data (JSON-ready): the final
+    config less what only says where files go, how much is shown and the thread count
+    (:data:`RESUME_MAY_CHANGE`; the epoch cap is kept). Result files hold those the run read,
+    so a kept result can be checked against what its row resolves to today, model YAML
+    defaults included (:func:`kept_result_difference`)."""
+    return {key: _comparable(value) for key, value in sorted(config.final_config_dict.items()) if _counts(key)}
+
+
+def _counts(key):
+    """Whether a setting can change a run's numbers (the epoch cap can: it ends a run)."""
+    return key == "epochs" or key not in RESUME_MAY_CHANGE
+
+
+# A kept result may come from another device: the same computation, float-level differences.
+KEPT_MAY_DIFFER = {"device", "gpu_id", "use_gpu"}
+
+
+def kept_result_difference(result, now):
+    """Whether a kept result file still stands for a run configured as ``now``.
+
+    Args:
+        result (dict): a result file (``result_file``) of an earlier run; its
+            ``resolved_config`` holds the settings that run read (a key its property files
+            set but it never read, e.g. another model's, cannot have moved its numbers).
+        now (dict): :func:`resolved_settings` of the run it would be today.
+
+    Returns:
+        tuple or None: ``(key, then_value, now_value)`` of the first of those settings that
+        differs (the device aside), else None. Files written before 2026-12-05 hold only the
+        essentials (:data:`recbole_hetcomp.summary.ESSENTIAL_KEYS`): those are compared.
+    """
+    then = result.get("resolved_config")
+    if then is None:
+        then = {k: _comparable(v) for k, v in (result.get("config") or {}).items() if _counts(k)}
+    return first_difference(then, {k: now.get(k) for k in then}, ignore=KEPT_MAY_DIFFER)
 
 
 def first_difference(then, now, ignore=()):

@@ -55,6 +55,26 @@ class Config(RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
         self._check_command_line_keys()
 
+    # --- the settings a run reads -------------------------------------------------------
+    # A kept result depends on the settings its run read, not on every key its property files
+    # define (a protocol file sets keys for every model): see read_keys.
+    def __getitem__(self, item):
+        self.__dict__.setdefault("_read", set()).add(item)
+        return super().__getitem__(item)
+
+    def __contains__(self, key):
+        self.__dict__.setdefault("_read", set()).add(key)
+        return super().__contains__(key)
+
+    def __getattr__(self, item):
+        if "final_config_dict" in self.__dict__ and item in self.final_config_dict:
+            self.__dict__.setdefault("_read", set()).add(item)
+        return super().__getattr__(item)
+
+    def read_keys(self):
+        """The settings read so far (``config[key]``, ``key in config``, ``config.key``)."""
+        return set(self.__dict__.get("_read", ()))
+
     def _load_cmd_line(self):
         return self._convert_config_dict(dict(self.command_line))
 
@@ -171,6 +191,21 @@ class Config(RecBoleConfig):
         for message in self.unknown_key_warnings:
             # The logger is not set up yet (it needs this config); stderr is always seen.
             print(f"WARNING: {message}; passed on unchecked (check_keys=False)", file=sys.stderr)
+
+
+def resolve_settings(model, dataset, config_file_list=None, config_dict=None):
+    """What a run with these arguments would be configured with, without running it:
+    :func:`recbole_hetcomp.checks.resolved_settings` of its Config (property files and model
+    defaults as they are now). Leaves ``os.environ`` as it was (RecBole's Config sets
+    ``CUDA_VISIBLE_DEVICES``, which processes started afterwards would inherit)."""
+    from recbole_hetcomp.checks import resolved_settings
+
+    environ = dict(os.environ)
+    try:
+        return resolved_settings(Config(model, dataset, config_file_list, config_dict))
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def close_keys(key, known, preferred=(), n=3):

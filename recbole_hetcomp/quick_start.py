@@ -177,8 +177,8 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
 
 def result_payload(config, model, trainer, fitted, log_file, start, rows=None, recorder=None, resolved=None):
     """What ``run_recbole_hetcomp`` returns and writes to ``result_file``; ``resolved``: the
-    settings as configured (:func:`~recbole_hetcomp.checks.resolved_settings`, taken before
-    the run fills in what it chose, e.g. ensemble weights chosen on validation)."""
+    settings the run read, as configured (:func:`~recbole_hetcomp.checks.resolved_settings`,
+    taken before the run fills in what it chose, e.g. ensemble weights chosen on validation)."""
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -274,7 +274,9 @@ def run_recbole_hetcomp(
         save_recorded_trajectory(config, model, recorder, fitted, train_data._dataset, valid_data,
                                  fitted["checkpoint_file"], logger)
 
-    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder, resolved)
+    read = config.read_keys()  # (before the result's own reads)
+    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder,
+                            {k: v for k, v in resolved.items() if k in read})
     if chosen is not None:
         result["ensemble_weights"] = chosen
     elif getattr(model, "weights_by_teacher", None):  # a list given in the config

@@ -77,6 +77,12 @@ def test_comparison_writes_every_row_and_reuses_them(tmp_path):
     other = bench(tmp_path, "--set", "learning_rate=0.01")
     assert other.returncode != 0
     assert "was computed with other settings" in other.stderr and "Traceback" not in other.stderr
+    # Nor is one whose property file says something else today, under the same --set values.
+    (tmp_path / "protocol.yaml").write_text(PROTOCOL.replace("rrd_k: 10", "rrd_k: 5"))
+    edited = bench(tmp_path)
+    assert edited.returncode != 0 and "Traceback" not in edited.stderr
+    assert "RRD.json was computed with rrd_k=10; the row now runs with rrd_k=5" in edited.stderr, edited.stderr[-2000:]
+    (tmp_path / "protocol.yaml").write_text(PROTOCOL)
 
     # Invocations sharing a work folder split the rows: a row another one has claimed is skipped.
     (tmp_path / "work" / "RRD.json").unlink()
