@@ -238,6 +238,13 @@ def resolved_settings(config):
     return {key: _comparable(value) for key, value in sorted(config.final_config_dict.items()) if _counts(key)}
 
 
+def settings_read(resolved, read):
+    """What a result file keeps of a run's :func:`resolved_settings`: the settings it read
+    (``read``: :meth:`recbole_hetcomp.config.Config.read_keys`). A key it read that nothing
+    set is kept as None: a property file setting it later would change the run."""
+    return {key: resolved.get(key) for key in sorted(k for k in read if isinstance(k, str)) if _counts(key)}
+
+
 def _counts(key):
     """Whether a setting can change a run's numbers (the epoch cap can: it ends a run)."""
     return key == "epochs" or key not in RESUME_MAY_CHANGE

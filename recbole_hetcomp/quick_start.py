@@ -19,7 +19,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed, set_color
 
-from recbole_hetcomp.checks import check_data, check_settings, resolved_settings
+from recbole_hetcomp.checks import check_data, check_settings, resolved_settings, settings_read
 from recbole_hetcomp.compat import init_logger, keep_freed_memory_for_training
 from recbole_hetcomp.config import Config
 from recbole_hetcomp.console import FILE_ONLY, PROGRESS, config_summary, in_stage
@@ -196,7 +196,7 @@ def result_payload(config, model, trainer, fitted, log_file, start, rows=None, r
         "wall_time_s": round(time() - start, 3),
         "log_file": log_file,
         "config": config_essentials(config),
-        # every setting the numbers depend on: a kept result can be checked against today's defaults
+        # the settings the run read: a kept result can be checked against today's defaults
         "resolved_config": resolved if resolved is not None else resolved_settings(config),
     }
     if rows is not None:
@@ -274,9 +274,8 @@ def run_recbole_hetcomp(
         save_recorded_trajectory(config, model, recorder, fitted, train_data._dataset, valid_data,
                                  fitted["checkpoint_file"], logger)
 
-    read = config.read_keys()  # (before the result's own reads)
-    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder,
-                            {k: v for k, v in resolved.items() if k in read})
+    read = settings_read(resolved, config.read_keys())  # (before the result's own reads)
+    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder, read)
     if chosen is not None:
         result["ensemble_weights"] = chosen
     elif getattr(model, "weights_by_teacher", None):  # a list given in the config

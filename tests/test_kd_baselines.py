@@ -278,3 +278,23 @@ def test_bad_settings_fail_before_training(tiny, model, overrides, message):
     with pytest.raises(ConfigError, match=message):
         run(tiny, model, **overrides)
     assert not os.path.exists(os.path.join(tiny["trajectory_dir"], "tiny", "BPR.safetensors"))  # no teacher trained
+
+
+def test_a_result_file_keeps_the_settings_its_run_read_and_a_kept_one_is_checked_on_them(tiny):
+    from recbole_hetcomp.checks import kept_result_difference
+    from recbole_hetcomp.config import resolve_settings
+
+    result = run(tiny, "RRD", epochs=2)
+    read = result["resolved_config"]
+    assert read["rrd_k"] == 10 and read["epochs"] == 2 and read["model"] == "RRD"
+    assert "hetcomp_k" not in read  # HetComp's K, set in HetComp.yaml: RRD never reads it
+    assert "student_init" in read and read["student_init"] is None  # read, set by no file of RRD's
+    assert "data_path" not in read and "torch_num_threads" not in read  # where files go, threads: not settings
+
+    def today(**changes):
+        return resolve_settings("RRD", "tiny", None, {**tiny, **TEACHERS, **SHORT, **EQUAL, "epochs": 2, **changes})
+
+    assert kept_result_difference(result, today()) is None
+    assert kept_result_difference(result, today(hetcomp_k=7)) is None  # another model's key
+    assert kept_result_difference(result, today(student_init="normal")) == ("student_init", None, "normal")
+    assert kept_result_difference(result, today(rrd_k=5)) == ("rrd_k", 10, 5)
