@@ -9,7 +9,9 @@ run is written at once, atomically, as a small JSON under --out
 per DKC step, switch epoch, wall time, seeds, settings and the teachers' trajectory hash);
 commit that folder, and a later invocation skips what is there (and refuses a file computed
 under other settings or from other teachers, or one whose row resolves to other settings today:
-every setting the run read is compared, so an edited model YAML default cannot slip through).
+every setting the run read is compared, so an edited property file or model YAML default cannot
+slip through; the teachers are identified by their trajectory hash, not by their settings:
+after changing those, record them into a new --work and --out).
 ``--report`` rebuilds the tables and figures from those files alone.
 
     python benchmarks/bench_seeds.py --dataset=ml-100k \\
@@ -192,10 +194,15 @@ def write_json(path, payload):
     atomic_write(path, dump, suffix=".json")
 
 
+def result_path(args, slug, seed):
+    return os.path.join(args.out, slug, f"seed{seed}.json" if ROWS[slug][4] else "run.json")
+
+
 def run_row(args, slug, seed, traj_dir, traj_hash, out=None):
-    """One run in a fresh process; returns the path of its committed-style JSON."""
+    """One run in a fresh process; returns the path of its committed-style JSON. A kept file
+    is checked instead (call that from the main thread: it resolves a config)."""
     seeded = ROWS[slug][4]
-    out = out or os.path.join(args.out, slug, f"seed{seed}.json" if seeded else "run.json")
+    out = out or result_path(args, slug, seed)
     settings = settings_of(args, slug)
     if os.path.isfile(out):
         with open(out, encoding="utf-8") as f:
@@ -430,6 +437,12 @@ def compute(args):
     # Seed-independent rows first: a seeded row may read their result (chosen weights).
     for tasks in ([(s, None) for s in slugs if not ROWS[s][4]],
                   [(s, seed) for seed in args.seeds for s in slugs if ROWS[s][4]]):
+        # Kept files first, here: a refusal ends the invocation before a row starts, and
+        # resolving a config (RecBole sets CUDA_VISIBLE_DEVICES) stays out of the row threads.
+        for s, seed in [t for t in tasks if os.path.isfile(result_path(args, *t))]:
+            out, status = run_row(args, s, seed, traj_dir, traj_hash)
+            print(f"{s} seed {seed}: {status} -> {os.path.relpath(out, REPO)}", flush=True)
+        tasks = [t for t in tasks if not os.path.isfile(result_path(args, *t))]
         with ThreadPoolExecutor(args.jobs) as pool:
             pending = {pool.submit(run_row, args, s, seed, traj_dir, traj_hash): (s, seed) for s, seed in tasks}
             while pending:

@@ -196,16 +196,19 @@ class Config(RecBoleConfig):
 def resolve_settings(model, dataset, config_file_list=None, config_dict=None):
     """What a run with these arguments would be configured with, without running it:
     :func:`recbole_hetcomp.checks.resolved_settings` of its Config (property files and model
-    defaults as they are now). Leaves ``os.environ`` as it was (RecBole's Config sets
-    ``CUDA_VISIBLE_DEVICES``, which processes started afterwards would inherit)."""
+    defaults as they are now). ``config_dict`` is left as given (RecBole converts values in
+    place), and so is ``CUDA_VISIBLE_DEVICES`` (RecBole's Config sets it, and processes started
+    afterwards would inherit it); call it from one thread at a time."""
     from recbole_hetcomp.checks import resolved_settings
 
-    environ = dict(os.environ)
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
-        return resolved_settings(Config(model, dataset, config_file_list, config_dict))
+        return resolved_settings(Config(model, dataset, config_file_list, dict(config_dict or {})))
     finally:
-        os.environ.clear()
-        os.environ.update(environ)
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
 def close_keys(key, known, preferred=(), n=3):

@@ -270,11 +270,12 @@ def run_recbole_hetcomp(
     if teachers is not None:
         rows = summary_rows(config, rows, model, trainer, fitted)
         logger.info(set_color("summary (test)", "yellow") + "\n" + format_summary(rows, config["topk"]))
+    # (before the trajectory's metadata and the result file read settings only to record them)
+    read = settings_read(resolved, config.read_keys())
     if recorder is not None:
         save_recorded_trajectory(config, model, recorder, fitted, train_data._dataset, valid_data,
                                  fitted["checkpoint_file"], logger)
 
-    read = settings_read(resolved, config.read_keys())  # (before the result's own reads)
     result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder, read)
     if chosen is not None:
         result["ensemble_weights"] = chosen

@@ -298,3 +298,5 @@ def test_a_result_file_keeps_the_settings_its_run_read_and_a_kept_one_is_checked
     assert kept_result_difference(result, today(hetcomp_k=7)) is None  # another model's key
     assert kept_result_difference(result, today(student_init="normal")) == ("student_init", None, "normal")
     assert kept_result_difference(result, today(rrd_k=5)) == ("rrd_k", 10, 5)
+    given = dict(tiny, rrd_k="5")
+    assert resolve_settings("RRD", "tiny", None, given)["rrd_k"] == 5 and given["rrd_k"] == "5"  # converted, not in place

@@ -126,6 +126,10 @@ def test_recording_does_not_change_training(tiny):
     plain = run_recbole_hetcomp(model="BPR", dataset="tiny", config_dict=dict(tiny, epochs=3))
     recorded, _ = record(tiny, "BPR", epochs=3)
     assert plain["test_result"] == recorded["test_result"]
+    # and the result file keeps the settings the training read, not every default the
+    # trajectory's metadata copies (a knowledge-graph key BPR never reads)
+    assert recorded["resolved_config"]["learning_rate"] == plain["resolved_config"]["learning_rate"]
+    assert "kg_reverse_r" not in recorded["resolved_config"] and "kg_reverse_r" not in plain["resolved_config"]
 
 
 def test_one_shot_model_yields_one_checkpoint(tiny):
