@@ -252,9 +252,9 @@ def check_kept(args, slug, seed, out, done):
     differs = kept_result_difference(done, resolved_now(args, slug, seed))
     if differs:
         key, was, is_now = differs
+        # (to keep such files, the row must pin the old value and the files' settings must say so: see RRD_300)
         raise SystemExit(f"{out} was computed with {key}={was!r}; its row now runs with {key}={is_now!r} (a property file "
-                         f"or model default changed): pin {key}={was!r} in the row's overrides to keep the file, or move "
-                         f"it away to compute the row again")
+                         f"or model default changed): restore {key}={was!r}, or move the file away to compute the row again")
 
 
 def claim_folder(work, settings):
