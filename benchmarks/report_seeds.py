@@ -26,6 +26,7 @@ PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetco
          ("hetcomp-reference-weighted", "final-only-reference-weighted")]
 SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
+PAIRS += [(f"hetcomp-default-d{d}", f"final-only-default-d{d}") for d in SIZES[1:]]
 PAIRS += [("hetcomp-reference-d2-hold", "hetcomp-reference-d2"), ("hetcomp-reference-d2-hold", "final-only-reference-d2")]
 FACTORS = ("k50", "t1", "t3", "t30", "overall-x10", "t3-detailed")  # bench_seeds.FACTORS (a test keeps them equal)
 WEIGHTS_FROM = "@ensemble-weighted"  # bench_seeds.WEIGHTS_FROM
@@ -38,6 +39,7 @@ ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default"
          "hetcomp-reference-detailed", "hetcomp-reference-weighted", "final-only-reference-weighted"]
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 ORDER.insert(ORDER.index("final-only-reference-d2"), "hetcomp-reference-d2-hold")
+ORDER += [f"{row}-d{d}" for d in SIZES[1:] for row in ("hetcomp-default", "final-only-default")]
 ORDER += [f"{row}-{f}" for f in FACTORS for row in ("hetcomp-default", "final-only-default")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 

@@ -175,10 +175,11 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
     }
 
 
-def result_payload(config, model, trainer, fitted, log_file, start, rows=None, recorder=None, resolved=None):
+def result_payload(config, model, trainer, fitted, log_file, start, resolved, rows=None, recorder=None):
     """What ``run_recbole_hetcomp`` returns and writes to ``result_file``; ``resolved``: the
-    settings the run read, as configured (:func:`~recbole_hetcomp.checks.resolved_settings`,
-    taken before the run fills in what it chose, e.g. ensemble weights chosen on validation)."""
+    settings the run read, as configured (:func:`~recbole_hetcomp.checks.settings_read` of
+    :func:`~recbole_hetcomp.checks.resolved_settings`, taken before the run fills in what it
+    chose, e.g. ensemble weights chosen on validation)."""
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -197,7 +198,7 @@ def result_payload(config, model, trainer, fitted, log_file, start, rows=None, r
         "log_file": log_file,
         "config": config_essentials(config),
         # the settings the run read: a kept result can be checked against today's defaults
-        "resolved_config": resolved if resolved is not None else resolved_settings(config),
+        "resolved_config": resolved,
     }
     if rows is not None:
         result["rows"] = rows
@@ -276,7 +277,7 @@ def run_recbole_hetcomp(
         save_recorded_trajectory(config, model, recorder, fitted, train_data._dataset, valid_data,
                                  fitted["checkpoint_file"], logger)
 
-    result = result_payload(config, model, trainer, fitted, log_file, start, rows, recorder, read)
+    result = result_payload(config, model, trainer, fitted, log_file, start, read, rows, recorder)
     if chosen is not None:
         result["ensemble_weights"] = chosen
     elif getattr(model, "weights_by_teacher", None):  # a list given in the config
