@@ -274,6 +274,38 @@ def kept_result_difference(result, now):
     return first_difference(then, {k: now.get(k) for k in then}, ignore=KEPT_MAY_DIFFER)
 
 
+# What a recorded teacher's settings may differ in from today's and still stand for the same
+# teacher: where files go, what is shown, the device and threads (as for a resumed run), how
+# the evaluation is reported (the validation metric itself counts: it picks the checkpoints),
+# and the student's settings a teacher's config carries without using them.
+TEACHER_MAY_DIFFER = (RESUME_MAY_CHANGE - {"epochs"}) | KEPT_MAY_DIFFER | {
+    "teachers", "teacher_defaults", "keep_weak_teachers", "teacher_guard_ratio", "student_seed",
+    "record_trajectory", "trajectory_name", "metrics", "topk", "eval_batch_size", "metric_decimal_place",
+    "loss_decimal_place", "log_wandb", "wandb_project", "worker", "dataset_save_path", "dataloaders_save_path",
+    "save_dataset", "save_dataloaders",
+}
+
+
+def teacher_settings_differences(meta, now):
+    """What a recorded teacher was trained with that its config no longer gives.
+
+    Args:
+        meta (dict): a trajectory file's metadata (:func:`recbole_hetcomp.trajectory.store.read_metadata`);
+            its ``teacher_config`` holds the model, the main training settings and
+            ``model_properties`` (every default the teacher's run was configured with).
+        now (dict): :func:`resolved_settings` of the teacher's config today.
+
+    Returns:
+        list of tuple: ``(key, recorded_value, value_today)`` in key order, the keys of
+        :data:`TEACHER_MAY_DIFFER` aside; empty when the teacher would be trained the same way.
+    """
+    recorded = meta.get("teacher_config") or {}
+    then = dict(recorded.get("model_properties") or {})
+    then.update((k, v) for k, v in recorded.items() if k != "model_properties")
+    then = {k: _comparable(v) for k, v in then.items() if k not in TEACHER_MAY_DIFFER}
+    return [(k, then[k], now.get(k)) for k in sorted(then) if then[k] != now.get(k)]
+
+
 def first_difference(then, now, ignore=()):
     """``(key, then_value, now_value)`` for the first key (in name order) whose value differs
     between two :func:`resolved_settings` dicts (a key one lacks counts as None), else None."""

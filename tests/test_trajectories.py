@@ -1,5 +1,6 @@
 """Teachers' trajectories: recording, the store, fingerprints, and the rank ensemble."""
 
+import logging
 import os
 
 import numpy as np
@@ -231,6 +232,33 @@ def test_ensemble_trains_missing_teachers_then_reuses_them(tiny):
     assert first["test_result"] == second["test_result"]
     assert [r["name"] for r in second["rows"]] == ["BPR", "EASE", "Ensemble"]
     assert load_trajectory(paths[1]).meta["teacher_config"]["model_properties"]["reg_weight"] == 10.0
+
+
+def test_a_reused_teacher_recorded_with_other_settings_is_reported_in_one_line(tiny, caplog):
+    # A teacher may be recorded in a run of its own; a student run that gives it other
+    # settings (an edited override, teacher_defaults or model YAML) reuses the file but says so.
+    config = dict(tiny, teachers=[{"model": "BPR", "learning_rate": 0.01}], teacher_defaults={"epochs": 2},
+                  keep_weak_teachers=True)  # (two epochs teach BPR little)
+    run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=config)
+    path = trajectory_path(tiny["trajectory_dir"], "tiny", "BPR")
+    stamp = os.stat(path).st_mtime_ns
+
+    def notes(**changes):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=dict(config, **changes))
+        assert os.stat(path).st_mtime_ns == stamp  # reused, never re-recorded behind the user's back
+        return [r.getMessage() for r in caplog.records if "teacher BPR reused" in r.getMessage()]
+
+    # how the evaluation is reported and where files go do not make another teacher
+    assert notes(topk=[10, 20, 50, 5], metrics=["Recall", "NDCG", "Precision"], show_progress=True) == []
+    assert notes(teachers=[{"model": "BPR", "learning_rate": 0.001}]) == [
+        f"teacher BPR reused from {path} was recorded with learning_rate=0.01 where this run's settings give "
+        f"learning_rate=0.001: delete the file (or use another trajectory_dir) to record it with this run's settings"
+    ]
+    (note,) = notes(teacher_defaults={"epochs": 3, "embedding_size": 8})
+    assert note.startswith(f"teacher BPR reused from {path} was recorded with embedding_size=64 where this run's "
+                           f"settings give embedding_size=8 (and 1 more: epochs): delete the file")
 
 
 def test_ensemble_weights_must_match_teacher_count(tiny):

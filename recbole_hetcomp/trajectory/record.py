@@ -23,7 +23,9 @@ from recbole_hetcomp.compat import nested_run_log
 from recbole_hetcomp.console import PROGRESS, pop_stage, push_stage
 from recbole_hetcomp.summary import n_parameters, plain
 from recbole_hetcomp.trajectory.guard import popularity_valid_result
-from recbole_hetcomp.trajectory.store import Trajectory, dataset_fingerprint, save_trajectory, trajectory_path
+from recbole_hetcomp.trajectory.store import (
+    Trajectory, dataset_fingerprint, read_metadata, save_trajectory, trajectory_path,
+)
 from recbole_hetcomp.trajectory.teacherset import TeacherSet, parse_teachers
 from recbole_hetcomp.utils import barrier, is_writer
 
@@ -96,6 +98,9 @@ def record_missing_teachers(config, run, config_files=None, logger=None):
         with one_writer(path, config, logger):
             if os.path.isfile(path):
                 logger.info(set_color(stage, "green") + f" reused from {path}")
+                note = reused_teacher_note(path, name, model, teacher_config_dict(config, overrides, name), config["dataset"])
+                if note:
+                    logger.warning(note)
             else:
                 logger.info(set_color(stage, "green") + " training and recording")
                 push_stage(stage)
@@ -110,6 +115,30 @@ def record_missing_teachers(config, run, config_files=None, logger=None):
                 logger.info(set_color(stage, "green") + f" recorded; its log: {result['log_file']}")
         barrier()  # rank 0 has written the file
         PROGRESS["teachers_done"].append(name)
+
+
+def reused_teacher_note(path, name, model, teacher_dict, dataset):
+    """Whether a reused trajectory file was recorded with the settings this run gives its teacher.
+
+    A teacher may be recorded in a run of its own, with settings the student's ``teachers``
+    list does not repeat, so a difference is reported, not refused (another split is refused
+    when the files are loaded). Without it, an edited teacher override, ``teacher_defaults``
+    or model YAML default would leave the teacher as it was, silently.
+
+    Returns:
+        str or None: one line naming the first setting that differs, both values and the
+        fix; None when the teacher would be trained the same way today.
+    """
+    from recbole_hetcomp.checks import teacher_settings_differences
+    from recbole_hetcomp.config import resolve_settings
+
+    differences = teacher_settings_differences(read_metadata(path), resolve_settings(model, dataset, None, teacher_dict))
+    if not differences:
+        return None
+    key, then, now = differences[0]
+    more = f" (and {len(differences) - 1} more: {', '.join(k for k, _, _ in differences[1:4])}{', ...' if len(differences) > 4 else ''})" if len(differences) > 1 else ""
+    return (f"teacher {name} reused from {path} was recorded with {key}={then!r} where this run's settings give "
+            f"{key}={now!r}{more}: delete the file (or use another trajectory_dir) to record it with this run's settings")
 
 
 def prepare_teachers(config, train_dataset, run, config_files=None, logger=None):
