@@ -136,7 +136,8 @@ def reused_teacher_note(path, name, model, teacher_dict, dataset):
     if not differences:
         return None
     key, then, now = differences[0]
-    more = f" (and {len(differences) - 1} more: {', '.join(k for k, _, _ in differences[1:4])}{', ...' if len(differences) > 4 else ''})" if len(differences) > 1 else ""
+    others = [k for k, _, _ in differences[1:]]
+    more = f" (and {len(others)} more: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
     return (f"teacher {name} reused from {path} was recorded with {key}={then!r} where this run's settings give "
             f"{key}={now!r}{more}: delete the file (or use another trajectory_dir) to record it with this run's settings")
 
