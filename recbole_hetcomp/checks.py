@@ -302,17 +302,21 @@ def teacher_settings_differences(meta, now):
     recorded = meta.get("teacher_config") or {}
     then = dict(recorded.get("model_properties") or {})
     then.update((k, v) for k, v in recorded.items() if k != "model_properties")
-    then = {k: _comparable(v) for k, v in then.items() if k not in TEACHER_MAY_DIFFER}
-    return [(k, then[k], now.get(k)) for k in sorted(then) if then[k] != now.get(k)]
+    then = {k: _comparable(v) for k, v in then.items()}
+    return differences(then, {k: now.get(k) for k in then}, ignore=TEACHER_MAY_DIFFER)
+
+
+def differences(then, now, ignore=()):
+    """``(key, then_value, now_value)`` for every key (in name order) whose value differs
+    between two :func:`resolved_settings` dicts (a key one lacks counts as None)."""
+    return [(key, then.get(key), now.get(key)) for key in sorted(set(then) | set(now))
+            if key not in ignore and then.get(key) != now.get(key)]
 
 
 def first_difference(then, now, ignore=()):
-    """``(key, then_value, now_value)`` for the first key (in name order) whose value differs
-    between two :func:`resolved_settings` dicts (a key one lacks counts as None), else None."""
-    for key in sorted(set(then) | set(now)):
-        if key not in ignore and then.get(key) != now.get(key):
-            return key, then.get(key), now.get(key)
-    return None
+    """The first of :func:`differences`, else None."""
+    found = differences(then, now, ignore)
+    return found[0] if found else None
 
 
 def _comparable(value):

@@ -250,7 +250,7 @@ def test_a_reused_teacher_recorded_with_other_settings_is_reported_in_one_line(t
         assert os.stat(path).st_mtime_ns == stamp  # reused, never re-recorded behind the user's back
         return [r.getMessage() for r in caplog.records if "teacher BPR reused" in r.getMessage()]
 
-    # how the evaluation is reported and where files go do not make another teacher
+    # how the evaluation is reported and what is shown do not make another teacher
     assert notes(topk=[10, 20, 50, 5], metrics=["Recall", "NDCG", "Precision"], show_progress=True) == []
     assert notes(teachers=[{"model": "BPR", "learning_rate": 0.001}]) == [
         f"teacher BPR reused from {path} was recorded with learning_rate=0.01 where this run's settings give "
