@@ -335,10 +335,12 @@ def _run_in(args, slug, seed, traj_dir, traj_hash, out, work, settings):
         "inference_time_s": result.get("inference_time_s"),
         "config": result.get("config"), "resolved_config": result.get("resolved_config"),
     }
+    if result.get("model") == "RankEnsemble" and result.get("rows"):
+        # an ensemble serves at its members' cost plus the aggregation (the run's own time):
+        # its own row, the last, holds that sum
+        payload["inference_time_s"] = result["rows"][-1]["inference_time_s"]
     if slug == "ensemble":
         payload["teacher_rows"] = [r for r in result.get("rows", []) if r["kind"].startswith("teacher")]
-        # the ensemble serves at every member's cost plus the aggregation
-        payload["inference_time_s"] = next((r["inference_time_s"] for r in result.get("rows", []) if r["name"] == "Ensemble"), None)
         payload["teacher_checkpoints"] = teacher_checkpoints(os.path.join(traj_dir, args.dataset))
     write_json(out, payload)
     return out, "new"

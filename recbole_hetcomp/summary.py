@@ -129,10 +129,10 @@ def summary_rows(config, rows, model, trainer, fitted):
         # per teacher that took part (the guard may have dropped some of the configured list)
         searched = getattr(trainer, "chosen_weights", None)
         weights = searched or dict(zip(model.teacher_names, model.weights.tolist()))
-        rows.append(metric_row(
-            f"Ensemble, weights {weights}", "ensemble", fitted["test_result"], rows[-1]["parameters"],
-            rows[-1]["inference_time_s"], fitted["valid_result"], weights,
-        ))
+        # Costed like the weighted row a student's run shows: a teacher weighted 0 is not
+        # served; the run's own inference time is the aggregation of the stored lists.
+        members = [r for r in rows if r["kind"].startswith("teacher")]
+        rows.append(ensemble_row(config, members, None, None, None, evaluated=fitted, weights=weights))
         if not searched:  # a list given in the config: not to be footnoted as chosen on validation
             rows[-1]["weights_from"] = "config"
     return rows

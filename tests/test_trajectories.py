@@ -304,3 +304,9 @@ def test_ensemble_weights_chosen_on_validation_down_weight_a_useless_teacher(tin
     given = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=dict(config, ensemble_weights=[1.0, 0.5]))
     assert given["rows"][-1]["weights"] == {"BPR": 1.0, "untrained": 0.5}
     assert format_summary(given["rows"]).splitlines()[-1] == "* weights as configured: {'BPR': 1.0, 'untrained': 0.5}"
+    # A teacher weighted 0 is not served: the weighted ensemble costs its other members'
+    # serving time plus this run's own (the aggregation), and holds only their parameters.
+    bpr_only = run_recbole_hetcomp(model="RankEnsemble", dataset="tiny", config_dict=dict(config, ensemble_weights=[1.0, 0.0]))
+    bpr, untrained, equal_row, weighted_row = bpr_only["rows"]
+    assert weighted_row["parameters"] == bpr["parameters"] < equal_row["parameters"]
+    assert weighted_row["inference_time_s"] == pytest.approx(bpr["inference_time_s"] + bpr_only["inference_time_s"], abs=2e-4)
