@@ -196,6 +196,32 @@ def write_report(folders, report_path, plots=False):
     print(f"wrote {report_path}")
 
 
+def curriculum_figure(plt, runs, shown, path):
+    """Each teacher's mean checkpoint index against the epoch, the switch marked: one panel per row."""
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 3.8), sharey=True, squeeze=False)
+    axes = axes[0]
+    # one colour per teacher across panels: a row whose weights leave a teacher out has fewer lines
+    colour = {}
+    for slug in shown:
+        for teacher in members(runs, runs[slug][0]):
+            colour.setdefault(teacher, f"C{len(colour)}")
+    for ax, slug in zip(axes, shown):
+        r = runs[slug][0]
+        for i, teacher in enumerate(members(runs, r)):
+            ax.plot([c["epoch"] for c in r["curriculum"]], [c["mean_checkpoint"][i] for c in r["curriculum"]],
+                    marker=".", color=colour[teacher], label=teacher)
+        if r["switch_epoch"] is not None:
+            ax.axvline(r["switch_epoch"], color="k", linestyle="--", linewidth=1, label="switch")
+        ax.set_title(f"{r['row']} (seed {r['student_seed']})", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("mean checkpoint index over users")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"![curriculum]({os.path.basename(path)})"
+
+
 def make_plots(runs, report_path):
     import matplotlib
     import matplotlib.ticker
@@ -205,39 +231,29 @@ def make_plots(runs, report_path):
 
     stem = os.path.splitext(report_path)[0]
     figures = []
-    shown = [slug for slug in ("hetcomp", "hetcomp-reference", "hetcomp-reference-detailed") if runs.get(slug)]
-    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(5.5 * max(len(shown), 1), 3.8), sharey=True, squeeze=False)
-    axes = axes[0]
-    for ax, slug in zip(axes, shown):
-        r = runs[slug][0]
-        for i, teacher in enumerate(members(runs, r)):
-            ax.plot([c["epoch"] for c in r["curriculum"]], [c["mean_checkpoint"][i] for c in r["curriculum"]],
-                    marker=".", label=teacher)
-        if r["switch_epoch"] is not None:
-            ax.axvline(r["switch_epoch"], color="k", linestyle="--", linewidth=1, label="switch")
-        ax.set_title(f"{r['row']} (seed {r['student_seed']})", fontsize=9)
-        ax.set_xlabel("epoch")
-    axes[0].set_ylabel("mean checkpoint index over users")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = f"{stem}-curriculum.png"
-    fig.savefig(path, dpi=110)
-    figures.append(f"![curriculum]({os.path.basename(path)})")
-
+    # the first seed of each HetComp row under the paper's schedule (a figure per page, not per factor)
+    shown = [slug for slug in ("hetcomp", "hetcomp-reference", "hetcomp-default", "hetcomp-reference-detailed")
+             if runs.get(slug)]
+    if shown:
+        figures.append(curriculum_figure(plt, runs, shown, f"{stem}-curriculum.png"))
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    plotted = False
     for slug in ("hetcomp", "final-only", "no-kd", "hetcomp-reference", "hetcomp-default", "final-only-reference", "final-only-default"):
         for j, r in enumerate(runs.get(slug, [])):
             points = [(h["epoch"], h.get(MAIN)) for h in r["valid_history"] if isinstance(h, dict) and MAIN in h]
             if points:
+                plotted = True
                 ax.plot(*zip(*points), color=f"C{ORDER.index(slug)}", alpha=0.6, linewidth=1,
                         label=r["row"] if j == 0 else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation NDCG@20")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = f"{stem}-validation.png"
-    fig.savefig(path, dpi=110)
-    figures.append(f"![validation NDCG@20]({os.path.basename(path)})")
+    if plotted:  # (a page of ensembles only has no student curve yet)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation NDCG@20")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = f"{stem}-validation.png"
+        fig.savefig(path, dpi=110)
+        figures.append(f"![validation NDCG@20]({os.path.basename(path)})")
+    plt.close(fig)
     teachers = (runs.get("ensemble") or [{}])[0].get("teacher_checkpoints") or {}
     if any(c.get("curve") for c in teachers.values()):
         fig, ax = plt.subplots(figsize=(6.5, 3.8))
