@@ -91,6 +91,22 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     assert "| HetComp, 300-epoch schedule | 1,2 |" in page
     assert "HetComp, 300-epoch schedule − HetComp, final checkpoints only, 300-epoch schedule | 2 |" in page
 
+    # With --plots, the figures the page links; a folder of the ensembles alone (a comparison
+    # just begun) gets the teachers' curves, and no empty student figure.
+    plotted = subprocess.run([sys.executable, BENCH, f"--out={tmp_path / 'results'}", f"--report={report}", "--plots"],
+                             capture_output=True, text=True, timeout=300)
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    for figure in ("curriculum", "validation", "teachers"):
+        assert (tmp_path / f"report-{figure}.png").is_file() and f"(report-{figure}.png)" in report.read_text()
+    (tmp_path / "begun" / "ensemble").mkdir(parents=True)
+    (tmp_path / "begun" / "ensemble" / "run.json").write_text(ensemble.read_text())
+    begun = tmp_path / "begun.md"
+    made = subprocess.run([sys.executable, BENCH, f"--out={tmp_path / 'begun'}", f"--report={begun}", "--plots"],
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "(begun-teachers.png)" in begun.read_text()
+    assert not list(tmp_path.glob("begun-curriculum.png")) + list(tmp_path.glob("begun-validation.png"))
+
 
 def test_every_row_the_bench_runs_has_its_place_in_the_report():
     # report_seeds reads files only and repeats bench_seeds' row families: they must not drift
