@@ -231,7 +231,7 @@ def make_plots(runs, report_path):
 
     stem = os.path.splitext(report_path)[0]
     figures = []
-    # the first seed of each HetComp row under the paper's schedule (a figure per page, not per factor)
+    # the first seed of each main HetComp row (a panel per factor row would crowd the figure)
     shown = [slug for slug in ("hetcomp", "hetcomp-reference", "hetcomp-default", "hetcomp-reference-detailed")
              if runs.get(slug)]
     if shown:
