@@ -122,6 +122,18 @@ for _d in STUDENT_SIZES[1:]:
     ROWS[f"final-only-default-d{_d}"] = (f"HetComp d{_d}, final checkpoints only, our default", "HetComp",
                                         {"embedding_size": _d, "hetcomp_checkpoints": "final"}, [], True)
 
+# Why the curriculum failed at d64 on citeulike-a (seed 2: HetComp 0.1400 against final-only's
+# 0.2068): its overall stage peaked at epoch 59 and declined to the switch (110), the detailed
+# stage then rose slowly from there, and early stopping, 5 validations after the switch, kept
+# epoch 59. One factor each: the overall loss (the curriculum's targets with the detailed loss
+# throughout) and the patience after the switch (does the detailed stage catch up, given time).
+DIAGNOSTICS_D64 = {
+    "detailed": ("detailed loss throughout (the curriculum kept)", {"akt_mode": "detailed"}),
+    "patience20": ("early stopping after 20 validations without gain", {"stopping_step": 20}),
+}
+for _f, (_what, _set) in DIAGNOSTICS_D64.items():
+    ROWS[f"hetcomp-default-d64-{_f}"] = (f"HetComp d64, our default, {_what}", "HetComp", dict(_set, embedding_size=64), [], True)
+
 # The factors issue 11 left unmeasured, one at a time under our default (ml-100k first: a row
 # is minutes there). The targets' weights are pinned to the ensemble-weighted row's so that
 # only the factor moves. K enters HetComp's overall stage only (the detailed loss orders the

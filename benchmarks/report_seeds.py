@@ -28,6 +28,9 @@ SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 PAIRS += [(f"hetcomp-default-d{d}", f"final-only-default-d{d}") for d in SIZES[1:]]
 PAIRS += [("hetcomp-reference-d2-hold", "hetcomp-reference-d2"), ("hetcomp-reference-d2-hold", "final-only-reference-d2")]
+DIAGNOSTICS_D64 = ("detailed", "patience20")  # bench_seeds.DIAGNOSTICS_D64
+for _f in DIAGNOSTICS_D64:
+    PAIRS += [(f"hetcomp-default-d64-{_f}", "final-only-default-d64"), (f"hetcomp-default-d64-{_f}", "hetcomp-default-d64")]
 FACTORS = ("k50", "t1", "t3", "t30", "overall-x10", "t3-detailed")  # bench_seeds.FACTORS (a test keeps them equal)
 WEIGHTS_FROM = "@ensemble-weighted"  # bench_seeds.WEIGHTS_FROM
 PAIRS += [("hetcomp-default-t3-detailed", "final-only-default-t3"), ("hetcomp-default-t3-detailed", "hetcomp-default-t3")]
@@ -40,6 +43,7 @@ ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default"
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 ORDER.insert(ORDER.index("final-only-reference-d2"), "hetcomp-reference-d2-hold")
 ORDER += [f"{row}-d{d}" for d in SIZES[1:] for row in ("hetcomp-default", "final-only-default")]
+ORDER += [f"hetcomp-default-d64-{f}" for f in DIAGNOSTICS_D64]
 ORDER += [f"{row}-{f}" for f in FACTORS for row in ("hetcomp-default", "final-only-default")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 
@@ -161,7 +165,8 @@ def write_report(folders, report_path, plots=False):
               "| row | seed | switch epoch | epochs run | mean checkpoint at the switch |", "|---|---|---|---|---|"]
     for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5",
                  "hetcomp-reference-detailed", "hetcomp-reference-weighted", "hetcomp-reference-d2", "hetcomp-reference-d2-hold",
-                 *(f"hetcomp-default-{f}" for f in FACTORS)):
+                 *(f"hetcomp-default-{f}" for f in FACTORS), *(f"hetcomp-default-d{d}" for d in SIZES[1:]),
+                 *(f"hetcomp-default-d64-{f}" for f in DIAGNOSTICS_D64)):
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
