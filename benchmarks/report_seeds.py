@@ -163,10 +163,7 @@ def write_report(folders, report_path, plots=False):
               "(a stop within 5 validations of the switch, or before it, is where `hold_early_stopping` matters), and "
               "each teacher's mean checkpoint index at the switch (the last index is T - 1):", "",
               "| row | seed | switch epoch | epochs run | mean checkpoint at the switch |", "|---|---|---|---|---|"]
-    for slug in ("hetcomp-reference", "hetcomp-default", "hetcomp", "hetcomp-weighted", "hetcomp-all-pairs", "hetcomp-period5",
-                 "hetcomp-reference-detailed", "hetcomp-reference-weighted", "hetcomp-reference-d2", "hetcomp-reference-d2-hold",
-                 *(f"hetcomp-default-{f}" for f in FACTORS), *(f"hetcomp-default-d{d}" for d in SIZES[1:]),
-                 *(f"hetcomp-default-d64-{f}" for f in DIAGNOSTICS_D64)):
+    for slug in [s for s in ORDER if s.startswith("hetcomp")]:  # every HetComp row, none forgotten
         for r in runs.get(slug, []):
             at = next((c for c in r["curriculum"] if c["epoch"] == r["switch_epoch"]), None)
             means = ", ".join(f"{t} {m:.2f}" for t, m in zip(members(runs, r), at["mean_checkpoint"])) if at else "-"
