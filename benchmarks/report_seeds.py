@@ -28,10 +28,12 @@ SIZES = (2, 16, 32, 64)
 PAIRS += [(f"hetcomp-reference-d{d}", f"final-only-reference-d{d}") for d in SIZES]
 PAIRS += [(f"hetcomp-default-d{d}", f"final-only-default-d{d}") for d in SIZES[1:]]
 PAIRS += [("hetcomp-reference-d2-hold", "hetcomp-reference-d2"), ("hetcomp-reference-d2-hold", "final-only-reference-d2")]
-DIAGNOSTICS_D64 = ("detailed", "patience20", "overall")  # bench_seeds.DIAGNOSTICS_D64
+DIAGNOSTICS_D64 = ("detailed", "patience20", "overall", "stall2")  # bench_seeds.DIAGNOSTICS_D64
+DIAGNOSTICS_D6 = ("overall", "stall2")  # bench_seeds.DIAGNOSTICS_D6
 for _f in DIAGNOSTICS_D64:
     PAIRS += [(f"hetcomp-default-d64-{_f}", "final-only-default-d64"), (f"hetcomp-default-d64-{_f}", "hetcomp-default-d64")]
-PAIRS += [("hetcomp-default-overall", "hetcomp-default"), ("hetcomp-default-overall", "final-only-default")]
+for _f in DIAGNOSTICS_D6:
+    PAIRS += [(f"hetcomp-default-{_f}", "final-only-default"), (f"hetcomp-default-{_f}", "hetcomp-default")]
 FACTORS = ("k50", "t1", "t3", "t30", "overall-x10", "t3-detailed")  # bench_seeds.FACTORS (a test keeps them equal)
 WEIGHTS_FROM = "@ensemble-weighted"  # bench_seeds.WEIGHTS_FROM
 PAIRS += [("hetcomp-default-t3-detailed", "final-only-default-t3"), ("hetcomp-default-t3-detailed", "hetcomp-default-t3")]
@@ -44,7 +46,7 @@ ORDER = ["ensemble", "ensemble-weighted", "hetcomp-reference", "hetcomp-default"
 ORDER += [f"{row}-d{d}" for d in SIZES for row in ("hetcomp-reference", "final-only-reference", "no-kd-lr0.001")]
 ORDER.insert(ORDER.index("final-only-reference-d2"), "hetcomp-reference-d2-hold")
 ORDER += [f"{row}-d{d}" for d in SIZES[1:] for row in ("hetcomp-default", "final-only-default")]
-ORDER += [f"hetcomp-default-d64-{f}" for f in DIAGNOSTICS_D64] + ["hetcomp-default-overall"]
+ORDER += [f"hetcomp-default-d64-{f}" for f in DIAGNOSTICS_D64] + [f"hetcomp-default-{f}" for f in DIAGNOSTICS_D6]
 ORDER += [f"{row}-{f}" for f in FACTORS for row in ("hetcomp-default", "final-only-default")]
 MARKER = "<!-- notes below this line are kept when the report is rebuilt -->"
 

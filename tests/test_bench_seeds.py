@@ -116,6 +116,7 @@ def test_every_row_the_bench_runs_has_its_place_in_the_report():
     assert report_seeds.SIZES == bench_seeds.STUDENT_SIZES
     assert set(report_seeds.FACTORS) == set(bench_seeds.FACTORS)
     assert set(report_seeds.DIAGNOSTICS_D64) == set(bench_seeds.DIAGNOSTICS_D64)
+    assert set(report_seeds.DIAGNOSTICS_D6) == set(bench_seeds.DIAGNOSTICS_D6)
     assert report_seeds.WEIGHTS_FROM == bench_seeds.WEIGHTS_FROM
     missing = [slug for slug in bench_seeds.ROWS if slug not in report_seeds.ORDER and not slug.startswith("no-kd")]
     assert missing == []

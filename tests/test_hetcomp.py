@@ -267,6 +267,36 @@ def test_dkc_ends_at_the_switch_and_targets_stay_fixed(tiny):
     assert not torch.equal(model.dkc_checkpoint, frozen_checkpoint)  # untouched by DKC, only by us
 
 
+def test_a_stalled_overall_stage_switches_before_the_curriculum_converges(tiny):
+    run(tiny, model="RankEnsemble")  # records the teachers
+    _, _, model, trainer = load_split_and_model(tiny, switch_patience=2, stopping_step=3, hold_early_stopping=True)
+    model.dkc_checkpoint.zero_()  # every pair at its first checkpoint: far from converged
+    model.rebuild_targets()
+    trainer._hold_early_stopping()
+    trainer.cur_step = 1  # one validation without gain: not yet
+    stats = trainer.dkc(epoch_idx=40)
+    assert not stats["switched"] and int(model.akt_stage) == 0
+    trainer.cur_step = 2  # the second: the overall stage has stalled
+    stats = trainer.dkc(epoch_idx=50)
+    assert stats["switched"] and stats["switch_reason"] == "stalled" and not stats["converged"]
+    assert int(model.akt_stage) == 1
+    # The detailed stage gets the whole patience, and DKC has ended: the targets stay.
+    assert (trainer.stopping_step, trainer.cur_step) == (3, 0)
+    trainer._hold_early_stopping()
+    assert (trainer.stopping_step, trainer.cur_step) == (3, 0)
+    frozen = model.targets.clone()
+    trainer.cur_step = 5
+    stats = trainer.dkc(epoch_idx=60)
+    assert stats["n_advanced"] == 0 and not stats["switched"] and torch.equal(model.targets, frozen)
+
+    # Off (the default and the reference), a stalled overall stage waits for the curriculum.
+    _, _, model, trainer = load_split_and_model(tiny, stopping_step=3)
+    model.dkc_checkpoint.zero_()
+    model.rebuild_targets()
+    trainer.cur_step = 100
+    assert not trainer.dkc(epoch_idx=40)["switched"] and int(model.akt_stage) == 0
+
+
 def test_switch_waits_for_every_pair_with_all_pairs_rule(tiny):
     run(tiny, model="RankEnsemble")
     _, _, model, trainer = load_split_and_model(tiny, switch_rule="all_pairs")
@@ -344,7 +374,7 @@ def test_reference_profile_sets_every_reference_choice():
         "stopping_step": 4, "log_denominator_floor": 1e-5, "observed_source": "final",
         "hold_early_stopping": False, "switch_rule": "mean_checkpoint", "dkc_alpha": 1.05, "dkc_decay": 0.995,
         "embedding_size": 6, "learning_rate": 0.001, "train_batch_size": 1024, "ensemble_weights": None,
-        "importance_temperature": 10.0,
+        "importance_temperature": 10.0, "switch_patience": 0,
     }
     assert {k: config[k] for k in expected} == expected
     assert config["eval_args"]["split"] == {"RS": [0.6, 0.2, 0.2]}  # the paper's protocol stays
@@ -380,6 +410,8 @@ def test_early_stopping_waits_for_the_switch_by_default_and_not_under_the_refere
         ({"student_seed": -3}, "student_seed must be an integer >= 0"),
         ({"ensemble_weights": "equal"}, "ensemble_weights must be validation .* or a list"),
         ({"ensemble_weights": [0, 0]}, "ensemble_weights must be validation .* or a list"),
+        ({"switch_patience": -1}, "switch_patience must be an integer >= 0"),
+        ({"switch_patience": 2.5}, "switch_patience must be an integer >= 0"),
     ],
 )
 def test_bad_reference_keys_fail_before_any_data_loads(tiny, overrides, message):
