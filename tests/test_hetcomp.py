@@ -161,6 +161,16 @@ def test_resume_file_accepts_the_same_settings_read_from_files_elsewhere(tiny, t
         run_with_file("b", 0.05, epochs=12, resume_file=interrupted["checkpoint_file"])
 
 
+def test_a_checkpoint_from_before_a_new_key_resumes_when_the_key_keeps_the_old_behaviour(tiny):
+    # switch_patience came after runs were under way: absent means None, which is its default
+    interrupted = run(tiny, epochs=3, eval_step=1)
+    checkpoint = torch.load(interrupted["checkpoint_file"], weights_only=False)
+    del checkpoint["config"].final_config_dict["switch_patience"]
+    torch.save(checkpoint, interrupted["checkpoint_file"])
+    resumed = run(tiny, epochs=6, eval_step=1, resume_file=interrupted["checkpoint_file"])
+    assert resumed["checkpoint_file"] == interrupted["checkpoint_file"]  # continued, not refused
+
+
 def test_resume_file_under_other_settings_is_refused_in_one_line(tiny):
     interrupted = run(tiny, epochs=3, eval_step=1)
     with pytest.raises(ConfigError, match="was written with learning_rate=0.01, this run has learning_rate=0.05"):
@@ -374,7 +384,7 @@ def test_reference_profile_sets_every_reference_choice():
         "stopping_step": 4, "log_denominator_floor": 1e-5, "observed_source": "final",
         "hold_early_stopping": False, "switch_rule": "mean_checkpoint", "dkc_alpha": 1.05, "dkc_decay": 0.995,
         "embedding_size": 6, "learning_rate": 0.001, "train_batch_size": 1024, "ensemble_weights": None,
-        "importance_temperature": 10.0, "switch_patience": 0,
+        "importance_temperature": 10.0, "switch_patience": None,
     }
     assert {k: config[k] for k in expected} == expected
     assert config["eval_args"]["split"] == {"RS": [0.6, 0.2, 0.2]}  # the paper's protocol stays

@@ -138,7 +138,7 @@ class HetComp(DistillationStudent):
                 problems.append(f"{key} must be an integer >= 0, got {config[key]!r}")
         patience = config["switch_patience"]
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
-            problems.append(f"switch_patience must be an integer >= 0 (0: switch only when the curriculum converges), got {patience!r}")
+            problems.append(f"switch_patience must be an integer >= 0 (~ or 0: switch only when the curriculum converges), got {patience!r}")
         if config["akt_mode"] not in (None, "adaptive", "overall", "detailed"):
             problems.append(f"akt_mode must be adaptive, overall or detailed, got {config['akt_mode']!r}")
         if problems:
