@@ -129,8 +129,8 @@ for _d in STUDENT_SIZES[1:]:
 # throughout) and the patience after the switch (does the detailed stage catch up, given time).
 # The third isolates the suspect mechanism: the overall loss alone, never switching, asks only
 # that the targets beat the rest, not in which order, so a student with room to spare may fit
-# that set and lose the order it had (ml-100k, 3 seeds: at d64 its validation peaks by epoch
-# 69 and declines; at d6 it keeps rising to epoch 279). The fourth is the remedy to measure:
+# that set and lose the order it had (ml-100k, 3 seeds: at d64 its validation peaks at epoch
+# 59-79 and declines; at d6 it keeps rising to epoch 219-279). The fourth is the remedy to measure:
 # the switch also comes once the overall stage has stalled for 2 validations. The last two
 # also run at d6 (DIAGNOSTICS_D6), where the overall stage has no room to lose.
 DIAGNOSTICS_D64 = {
