@@ -140,12 +140,21 @@ def resume_model(config, trainer, logger):
     from recbole_hetcomp.checks import check_resume_compatible
     from recbole_hetcomp.compat import load_own_checkpoint
 
+    from recbole_hetcomp.trainer.base import latest_file, newer_latest_state
+
     path = config["resume_file"]
     checkpoint = load_own_checkpoint(path, trainer.device)
     check_resume_compatible(config, checkpoint, path, teachers_digest=getattr(trainer.model, "teachers_digest", None),
                             teacher_names=getattr(trainer.model, "teacher_names", None))
-    trainer.resume_checkpoint(path, checkpoint)
-    logger.info(f"resumed from {path}: best valid {config['valid_metric']} {float(checkpoint['best_valid_score']):.4f} "
+    # The run may have trained past its best checkpoint: its latest state saves those epochs.
+    latest = newer_latest_state(path, checkpoint, trainer.device)
+    if latest is not None:
+        check_resume_compatible(config, latest, latest_file(path),
+                                teachers_digest=getattr(trainer.model, "teachers_digest", None),
+                                teacher_names=getattr(trainer.model, "teacher_names", None))
+    trainer.resume_checkpoint(path, latest if latest is not None else checkpoint)
+    since = f" (its latest state, epoch {latest['epoch']}, beside the best of epoch {checkpoint['epoch']})" if latest is not None else ""
+    logger.info(f"resumed from {path}{since}: best valid {config['valid_metric']} {float(checkpoint['best_valid_score']):.4f} "
                 f"so far; training continues at epoch {trainer.start_epoch}")
 
 

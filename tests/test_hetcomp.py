@@ -143,6 +143,54 @@ def test_resume_file_continues_an_interrupted_run_to_the_uninterrupted_numbers(t
     assert resumed["checkpoint_file"] == interrupted["checkpoint_file"]  # new bests overwrite it
 
 
+def test_a_run_killed_after_its_best_continues_from_its_latest_state(tiny, monkeypatch):
+    import os
+
+    from recbole_hetcomp.trainer.base import PluginTrainerMixin, latest_file
+
+    monkeypatch.setattr(PluginTrainerMixin, "LATEST_EVERY_S", 0.0)  # every validation without a gain
+    settings = dict(epochs=16, eval_step=1, train_batch_size=128)
+    run(tiny, model="RankEnsemble")  # records the teachers
+    _, (train, valid, _), _, uninterrupted = load_split_and_model(tiny, **settings)
+    uninterrupted.fit(train, valid, saved=False, show_progress=False)
+
+    class Killed(Exception):
+        pass
+
+    _, (train, valid, _), _, trainer = load_split_and_model(tiny, **settings)
+    latest = latest_file(trainer.saved_model_file)
+
+    def kill_once_past_the_best(epoch_idx, valid_score):
+        if os.path.exists(latest) and trainer._best_epoch != epoch_idx:
+            raise Killed  # the latest state (the epoch before) is newer than the best checkpoint
+
+    with pytest.raises(Killed):
+        trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=kill_once_past_the_best)
+    best, state = torch.load(trainer.saved_model_file, weights_only=False), torch.load(latest, weights_only=False)
+    assert state["epoch"] > best["epoch"] == state["best_epoch"]
+
+    from recbole_hetcomp.trainer import base
+
+    continued_from, newer = [], base.newer_latest_state
+    monkeypatch.setattr(base, "newer_latest_state", lambda *args: continued_from.append(newer(*args)) or continued_from[-1])
+    resumed = run(tiny, **settings, resume_file=trainer.saved_model_file)
+    assert [s["epoch"] for s in continued_from] == [state["epoch"]]  # from there, not from the best
+    assert resumed["valid_history"] == uninterrupted.valid_history  # every validation, to the digit
+    assert resumed["best_valid_score"] == uninterrupted.best_valid_score
+    assert resumed["checkpoint_file"] == os.path.abspath(trainer.saved_model_file)
+    assert not os.path.exists(latest)  # a finished fit leaves none
+
+
+def test_a_latest_state_older_than_the_best_checkpoint_is_not_used(tmp_path):
+    from recbole_hetcomp.trainer.base import latest_file, newer_latest_state
+
+    best = str(tmp_path / "HetComp.pth")
+    torch.save({"epoch": 12, "best_epoch": 9}, latest_file(best))  # left before the best of epoch 12
+    assert newer_latest_state(best, {"epoch": 12}, "cpu") is None
+    torch.save({"epoch": 15, "best_epoch": 12}, latest_file(best))
+    assert newer_latest_state(best, {"epoch": 12}, "cpu")["epoch"] == 15
+
+
 def test_resume_file_accepts_the_same_settings_read_from_files_elsewhere(tiny, tmp_path):
     # e.g. the protocol files of another git worktree: the settings match, only their path differs
     def run_with_file(folder, learning_rate, **overrides):

@@ -15,6 +15,10 @@ lookup :func:`recbole_hetcomp.utils.get_trainer` applies it). It adds:
   the same numbers as an uninterrupted one (the training loader's batch-order generator
   included: RecBole's own resume replays the first epoch's batch order). Trainers add their
   own state through ``_extra_checkpoint_state`` / ``_load_extra_checkpoint_state``.
+* **A run killed between two bests loses little:** after each validation that is not a new
+  best, the whole training state is also written beside the best checkpoint, as
+  ``<checkpoint>.latest`` (removed when the fit ends); resuming the best checkpoint continues
+  from that state when it is newer, instead of training every epoch since the best again.
 * **One checkpoint name per run:** carrying the process id (several runs started in one
   second), shared by all ranks of a distributed run (RecBole names it after each rank's
   clock), loaded with :func:`recbole_hetcomp.compat.load_own_checkpoint` (torch >= 2.6).
@@ -26,6 +30,7 @@ The RecBole patches it relies on (checkpoint loading, DDP on CPU, race-free fold
 in :mod:`recbole_hetcomp.compat`.
 """
 
+import os
 import random
 from time import perf_counter
 
@@ -41,7 +46,7 @@ from recbole_hetcomp.compat import (
 )
 from recbole_hetcomp.fileio import atomic_write
 
-__all__ = ["PluginTrainerMixin", "plugin_trainer"]
+__all__ = ["PluginTrainerMixin", "plugin_trainer", "latest_file", "newer_latest_state"]
 
 
 class PluginTrainerMixin:
@@ -90,12 +95,16 @@ class PluginTrainerMixin:
         self._progress = EpochProgress(label, self.epochs, self.start_epoch,
                                        interval=30.0 if interval is None else interval, logger=self.logger) \
             if writer and verbose else None
+        self._saving = saved and writer
         try:
             result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         finally:
             if self._progress is not None:
                 self._progress.close()
             self._progress = None
+        # A finished fit leaves nothing to continue (a killed one keeps the file).
+        if self._saving and os.path.exists(latest_file(self.saved_model_file)):
+            os.remove(latest_file(self.saved_model_file))
         if verbose and writer:
             self.logger.info(self._fit_summary(label, saved))
         return result
@@ -115,6 +124,8 @@ class PluginTrainerMixin:
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self._epoch_idx is not None and self._progress is not None:
             self._progress.update(self._epoch_idx, self._progress_note())  # the previous epoch and its validation
+        if self._latest_due():
+            self._save_latest(self._epoch_idx)
         self._epoch_idx = epoch_idx
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
@@ -144,12 +155,40 @@ class PluginTrainerMixin:
         self.valid_results_history.append(dict({"epoch": self._epoch_idx}, **{k: float(v) for k, v in valid_result.items()}))
         return valid_score, valid_result
 
+    _saving = False
+    # At most one latest state per this many seconds: a teacher validating every epoch with
+    # large optimiser states would otherwise spend its time writing them.
+    LATEST_EVERY_S = 60.0
+    _last_write = None
+
+    def _latest_due(self):
+        """Whether the previous epoch of this process validated without a new best (a new
+        best's state is the best checkpoint itself), and no state was written too recently."""
+        previous = self._epoch_idx
+        return (self._saving and previous is not None and self.eval_step > 0
+                and (previous + 1) % self.eval_step == 0 and previous != self._best_epoch
+                and (self._last_write is None or perf_counter() - self._last_write >= self.LATEST_EVERY_S))
+
+    def _save_latest(self, epoch):
+        # Taken before the next epoch starts: the same point of the run as a best checkpoint.
+        state = self._checkpoint_state(epoch, self.best_valid_result)
+        state["best_epoch"] = self._best_epoch  # the best checkpoint this state continues
+        atomic_write(latest_file(self.saved_model_file), lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
+        self._last_write = perf_counter()
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         # RecBole's fields, plus what an exact resume needs; written atomically.
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+        state = self._checkpoint_state(epoch, self._last_valid_result)
+        atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
+        self.checkpoint_saves += 1  # reported once, by fit (RecBole logs each save)
+        self._best_epoch = epoch
+        self._last_write = perf_counter()
+
+    def _checkpoint_state(self, epoch, best_valid_result):
+        return {
             "config": self.config,
             "epoch": epoch,
             "cur_step": self.cur_step,
@@ -157,7 +196,7 @@ class PluginTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
-            "best_valid_result": self._last_valid_result,
+            "best_valid_result": best_valid_result,
             "rng_state": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                           "batch_order": self._batch_order.get_state() if self._batch_order is not None else None},
@@ -168,9 +207,6 @@ class PluginTrainerMixin:
             "history": {"valid": list(self.valid_history), "valid_results": list(self.valid_results_history),
                         "epoch_train_times": list(self.epoch_train_times)},
         }
-        atomic_write(saved_model_file, lambda tmp: torch.save(state, tmp, pickle_protocol=4), suffix=".pth")
-        self.checkpoint_saves += 1  # reported once, by fit (RecBole logs each save)
-        self._best_epoch = epoch
 
     _evaluated_users = 0
 
@@ -196,6 +232,7 @@ class PluginTrainerMixin:
         resume_file = str(resume_file)
         checkpoint = checkpoint if checkpoint is not None else load_own_checkpoint(resume_file, self.device)
         self.saved_model_file = resume_file
+        self._best_epoch = checkpoint.get("best_epoch", checkpoint["epoch"])
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
@@ -227,6 +264,24 @@ class PluginTrainerMixin:
             self._load_extra_checkpoint_state(checkpoint.get("trainer_state") or {})
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
         return checkpoint
+
+
+def latest_file(checkpoint_file):
+    """Where a run keeps its latest training state beside its best checkpoint (not ``.pth``:
+    tools that look for a run's checkpoints by that suffix find the best one only)."""
+    return f"{checkpoint_file}.latest"
+
+
+def newer_latest_state(checkpoint_file, checkpoint, device):
+    """The latest state a killed run left beside ``checkpoint_file``, if it continues that
+    checkpoint (written after its last best) and is newer; else None."""
+    path = latest_file(checkpoint_file)
+    if not os.path.isfile(path):
+        return None
+    latest = load_own_checkpoint(path, device)
+    if latest.get("best_epoch") != checkpoint["epoch"] or latest["epoch"] <= checkpoint["epoch"]:
+        return None  # left before a later best: the best checkpoint is newer
+    return latest
 
 
 _PLUGIN_CLASSES = {}
