@@ -139,7 +139,6 @@ def resume_model(config, trainer, logger):
     """
     from recbole_hetcomp.checks import check_resume_compatible
     from recbole_hetcomp.compat import load_own_checkpoint
-
     from recbole_hetcomp.trainer.base import latest_file, newer_latest_state
 
     path = config["resume_file"]

@@ -93,10 +93,15 @@ class HetCompTrainer(Trainer):
 
     def overall_stage_stalled(self):
         """Whether ``switch_patience`` validations in a row brought no gain (RecBole's
-        ``cur_step`` counts them; 0 = never stalled)."""
+        ``cur_step`` counts them); never with ``switch_patience`` off (~ or 0)."""
         return self.switch_patience > 0 and self.cur_step >= self.switch_patience
 
     def _maybe_switch(self, epoch_idx):
+        """Switch AKT to the detailed loss once, when due.
+
+        Returns:
+            str or bool: ``"converged"`` or ``"stalled"`` (why it switched now), else False.
+        """
         state = self.model.curriculum
         if self.akt_mode == "overall" or state.switched:
             return False  # the overall-loss ablation never switches; the others switch once
