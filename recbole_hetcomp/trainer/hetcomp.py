@@ -119,11 +119,14 @@ class HetCompTrainer(Trainer):
             self.stopping_step = self.config["stopping_step"]
             self.cur_step = 0
             reason = f"overall stage stalled ({self.switch_patience} validations without gain; mean checkpoint {per_teacher})"
+        elif self.akt_mode == "detailed":
+            reason = "akt_mode detailed (the ablation: DKC goes on until the curriculum converges)"
         else:
             reason = f"curriculum converged ({self.switch_rule}; mean checkpoint {per_teacher})"
         self.logger.info(
             set_color("AKT", "pink")
-            + f": {reason}, switching to the detailed ranking loss at epoch {epoch_idx}; targets fixed from now on"
+            + f": {reason}, switching to the detailed ranking loss at epoch {epoch_idx}"
+            + ("" if self.akt_mode == "detailed" else "; targets fixed from now on")
         )
         return "stalled" if stalled else "converged"
 
