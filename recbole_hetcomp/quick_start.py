@@ -143,15 +143,14 @@ def resume_model(config, trainer, logger):
 
     path = config["resume_file"]
     checkpoint = load_own_checkpoint(path, trainer.device)
-    check_resume_compatible(config, checkpoint, path, teachers_digest=getattr(trainer.model, "teachers_digest", None),
-                            teacher_names=getattr(trainer.model, "teacher_names", None))
     # The run may have trained past its best checkpoint: its latest state saves those epochs.
+    # Both come from one run, so the state it continues from is the one to check.
     latest = newer_latest_state(path, checkpoint, trainer.device)
-    if latest is not None:
-        check_resume_compatible(config, latest, latest_file(path),
-                                teachers_digest=getattr(trainer.model, "teachers_digest", None),
-                                teacher_names=getattr(trainer.model, "teacher_names", None))
-    trainer.resume_checkpoint(path, latest if latest is not None else checkpoint)
+    state = latest if latest is not None else checkpoint
+    check_resume_compatible(config, state, path if latest is None else latest_file(path),
+                            teachers_digest=getattr(trainer.model, "teachers_digest", None),
+                            teacher_names=getattr(trainer.model, "teacher_names", None))
+    trainer.resume_checkpoint(path, state)
     since = f" (its latest state, epoch {latest['epoch']}, beside the best of epoch {checkpoint['epoch']})" if latest is not None else ""
     logger.info(f"resumed from {path}{since}: best valid {config['valid_metric']} {float(checkpoint['best_valid_score']):.4f} "
                 f"so far; training continues at epoch {trainer.start_epoch}")
