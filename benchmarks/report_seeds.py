@@ -136,7 +136,7 @@ def write_report(folders, report_path, plots=False):
         "Student rows: one run per student seed (`student_seed`: initialisation and batch order; the "
         "split and the teachers are the same in every run). Test metrics, mean ± std over seeds.",
         "",
-        "| row | seeds | " + " | ".join(m.replace("ndcg", "N").replace("recall", "R") for m in SHOWN)
+        "| row | seeds (which) | " + " | ".join(m.replace("ndcg", "N").replace("recall", "R") for m in SHOWN)
         + " | share of ensemble N@20 | best epoch | epochs run | wall min |",
         "|---" * (len(SHOWN) + 6) + "|",
     ]
@@ -147,7 +147,8 @@ def write_report(folders, report_path, plots=False):
         rs = runs[slug]
         name = rs[0]["row"]
         share = fmt([r["test_result"][MAIN] / base for r in rs], 3) if base else "-"
-        seeds = ",".join(str(r["student_seed"]) for r in rs) if rs[0]["student_seed"] is not None else "-"
+        # the count first: a lone "2" would read as two seeds when it is seed 2
+        seeds = f"{len(rs)} ({','.join(str(r['student_seed']) for r in rs)})" if rs[0]["student_seed"] is not None else "-"
         lines.append(
             f"| {name} | {seeds} | " + " | ".join(fmt([r["test_result"][m] for r in rs]) for m in SHOWN)
             + f" | {share} | {fmt([r['best_epoch'] or 0 for r in rs], 0)} | {fmt([r['epochs_run'] for r in rs], 0)}"

@@ -88,7 +88,7 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr[-2000:]
     page = report.read_text()
-    assert "| HetComp, 300-epoch schedule | 1,2 |" in page
+    assert "| HetComp, 300-epoch schedule | 2 (1,2) |" in page
     assert "HetComp, 300-epoch schedule − HetComp, final checkpoints only, 300-epoch schedule | 2 |" in page
 
     # With --plots, the figures the page links; a folder of the ensembles alone (a comparison
