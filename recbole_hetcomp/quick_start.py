@@ -102,14 +102,20 @@ def weights_on_validation(config, train_dataset, valid_data):
     return chosen
 
 
-def build_model(config, train_data, student_seed, logger):
-    """The model and its trainer (recording the trajectory when ``record_trajectory``).
+def seed_model(config, train_data, student_seed):
+    """Seed what the model about to be built draws: its initialisation, batch order, sampling.
 
     The split (and so the teachers' fingerprint) depends on ``seed`` only; ``student_seed``
-    moves this model's initialisation, its batch order and its sampling.
+    moves these. Called right before the model is built (tests build theirs the same way).
     """
     init_seed(student_seed + config["local_rank"], config["reproducibility"])
     train_data.generator.manual_seed(student_seed)
+
+
+def build_model(config, train_data, student_seed, logger):
+    """The model and its trainer (recording the trajectory when ``record_trajectory``),
+    seeded by :func:`seed_model`."""
+    seed_model(config, train_data, student_seed)
     model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model, extra=FILE_ONLY)
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])

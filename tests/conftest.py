@@ -138,7 +138,9 @@ def split_and_model(config_dict, model="BPR", build=True):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
+    from recbole_hetcomp.checks import check_student_seed
     from recbole_hetcomp.config import Config
+    from recbole_hetcomp.quick_start import seed_model
     from recbole_hetcomp.utils import get_model, get_trainer
 
     config = Config(model=model, dataset=config_dict["dataset"], config_dict=config_dict)
@@ -146,5 +148,6 @@ def split_and_model(config_dict, model="BPR", build=True):
     splits = data_preparation(config, create_dataset(config))
     if not build:
         return config, splits
+    seed_model(config, splits[0], check_student_seed(config))  # as a run seeds the model it builds
     net = get_model(model)(config, splits[0].dataset).to(config["device"])  # as the pipeline: on a GPU if one is visible
     return config, splits, net, get_trainer(config["MODEL_TYPE"], model)(config, net)

@@ -49,6 +49,15 @@ def test_same_seed_same_student(tiny):
     assert first["test_result"] == second["test_result"]
 
 
+def test_the_test_harness_builds_the_student_as_a_run_does(tiny):
+    # tests that compare a student trained here with a run's rely on it (student_seed included)
+    ran = run(tiny, epochs=4, student_seed=3)
+    _, (train, valid, _), _, trainer = load_split_and_model(tiny, epochs=4, student_seed=3)
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    assert trainer.valid_history == ran["valid_history"]
+    assert len(set(map(str, trainer.valid_history))) > 1  # (validations that differ: a real comparison)
+
+
 def test_targets_exclude_training_items_and_observed_lists_are_padded(tiny):
     run(tiny, model="RankEnsemble")  # records the teachers
     config, (train, _, _), model, _ = load_split_and_model(tiny, observed_k=20)
@@ -161,8 +170,10 @@ def test_a_run_killed_after_its_best_continues_from_its_latest_state(tiny, monke
     latest = latest_file(trainer.saved_model_file)
 
     def kill_once_past_the_best(epoch_idx, valid_score):
-        if os.path.exists(latest) and trainer._best_epoch != epoch_idx:
-            raise Killed  # the latest state (the epoch before) is newer than the best checkpoint
+        # (a latest state is written as the epoch after a validation without gain starts: kill
+        # once one continues the current best, not while an older one is still on disk)
+        if os.path.exists(latest) and torch.load(latest, weights_only=False)["best_epoch"] == trainer._best_epoch:
+            raise Killed
 
     with pytest.raises(Killed):
         trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=kill_once_past_the_best)
