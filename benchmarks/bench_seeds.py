@@ -411,6 +411,31 @@ def recorded_on(checkpoints):
     return " / ".join(words)
 
 
+# ATen's vector kernels, lowest first: a machine can run the levels below its own, and a
+# reduction over 8 lanes (AVX2) rounds differently from one over 16 (AVX512).
+CPU_CAPABILITIES = ("DEFAULT", "AVX2", "AVX512")
+
+
+def kernel_hint(then, now):
+    """How to record with the kernels the committed teachers used, where this machine's ATen
+    vectorises wider than the recording machine's; '' where that is not the difference.
+
+    Measured 2026-12-06: citeulike-a's teachers recorded on an AVX2 machine (AMD EPYC family 25
+    model 1) were reproduced on an AVX512 one (model 17), hash for hash, with NeuMF, MultiVAE and
+    ItemAE recorded under ATEN_CPU_CAPABILITY=avx2; without it NeuMF's validation moved at its
+    first evaluation (BPR, CML and LightGCN came out the same either way)."""
+    levels = {name: {(t.get("recorded_on") or {}).get("cpu_capability") for t in checkpoints.values()}
+              for name, checkpoints in (("then", then), ("now", now))}
+    if len(levels["then"]) != 1 or len(levels["now"]) != 1:
+        return ""
+    (was,), (is_,) = levels["then"], levels["now"]
+    if was not in CPU_CAPABILITIES or is_ not in CPU_CAPABILITIES \
+            or CPU_CAPABILITIES.index(was) >= CPU_CAPABILITIES.index(is_):
+        return ""
+    return (f"; the teachers were recorded with ATen's {was} kernels and these with {is_}: delete the re-recorded "
+            f"teachers and run again with ATEN_CPU_CAPABILITY={was.lower()} set, to record them with the same kernels")
+
+
 def chosen_weights(args):
     """The ensemble-weighted row's weights (chosen on validation), one per teacher taking part,
     in teacher order (a teacher the guard left out has no weight: the students leave it out too)."""
@@ -453,13 +478,13 @@ def compute(args):
     if os.path.isdir(os.path.join(traj_dir, args.dataset)):
         found = trajectory_hash(os.path.join(traj_dir, args.dataset))
         if found != traj_hash:
-            then = recorded_on(ensemble.get("teacher_checkpoints") or {})
-            now = recorded_on(teacher_checkpoints(os.path.join(traj_dir, args.dataset)))
+            then = ensemble.get("teacher_checkpoints") or {}
+            now = teacher_checkpoints(os.path.join(traj_dir, args.dataset))
             raise SystemExit(
-                f"trajectories in {traj_dir} ({found}, recorded on {now}) are not the ones the results in {args.out} "
-                f"used ({traj_hash}, recorded on {then}): teachers trained with other code or on another machine; run "
-                f"these rows into a new --out folder (its rows pair only with each other) or give --work the folder "
-                f"that holds the original teachers")
+                f"trajectories in {traj_dir} ({found}, recorded on {recorded_on(now)}) are not the ones the results in "
+                f"{args.out} used ({traj_hash}, recorded on {recorded_on(then)}): teachers trained with other code or on "
+                f"another machine; run these rows into a new --out folder (its rows pair only with each other) or give "
+                f"--work the folder that holds the original teachers" + kernel_hint(then, now))
     else:
         raise SystemExit(f"the results in {args.out} used teachers {traj_hash}, not in {traj_dir}: re-record them there")
     print(f"teachers {traj_hash} ({status})", flush=True)

@@ -81,6 +81,17 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     other = bench(tmp_path, "--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT)
     assert other.returncode != 0 and "run these rows into a new --out folder" in other.stderr, other.stderr[-2000:]
     assert other.stderr.count("recorded on") == 2 and "torch" in other.stderr  # both machines named
+    # Teachers recorded with narrower vector kernels than this machine's: the refusal says how to use them here.
+    import torch
+
+    narrower = dict(payload, trajectory_hash="0" * 16, teacher_checkpoints={
+        name: dict(t, recorded_on=dict(t["recorded_on"], cpu_capability="DEFAULT"))
+        for name, t in payload["teacher_checkpoints"].items()})
+    ensemble.write_text(json.dumps(narrower))
+    other = bench(tmp_path, "--rows", "ensemble,hetcomp", "--seeds", "1", *STUDENT)
+    assert other.returncode != 0
+    wider_here = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    assert ("run again with ATEN_CPU_CAPABILITY=default set" in other.stderr) == wider_here, other.stderr[-2000:]
     ensemble.write_text(json.dumps(payload))
 
     report = tmp_path / "report.md"
@@ -120,6 +131,19 @@ def test_every_row_the_bench_runs_has_its_place_in_the_report():
     assert report_seeds.WEIGHTS_FROM == bench_seeds.WEIGHTS_FROM
     missing = [slug for slug in bench_seeds.ROWS if slug not in report_seeds.ORDER and not slug.startswith("no-kd")]
     assert missing == []
+
+
+def test_a_refusal_names_the_kernels_to_record_with_only_where_this_machine_can_run_them():
+    from benchmarks.bench_seeds import kernel_hint
+
+    def recorded(*levels):
+        return {f"T{i}": {"recorded_on": {"cpu_capability": level}} for i, level in enumerate(levels)}
+
+    assert "ATEN_CPU_CAPABILITY=avx2" in kernel_hint(recorded("AVX2", "AVX2"), recorded("AVX512", "AVX512"))
+    assert kernel_hint(recorded("AVX512"), recorded("AVX2")) == ""  # this machine cannot run the wider kernels
+    assert kernel_hint(recorded("AVX2"), recorded("AVX2")) == ""  # the same kernels: the difference is elsewhere
+    assert kernel_hint(recorded("AVX2", None), recorded("AVX512")) == ""  # some teachers not noted: no guess
+    assert kernel_hint(recorded("SVE256"), recorded("AVX512")) == ""  # levels of another architecture
 
 
 def test_serving_points_are_one_per_model_with_seed_means():
