@@ -295,7 +295,18 @@ def init_distributed_device(config_dict):
 
 
 def _make_dir(path):
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # RecBole writes log/, saved/ and log_tensorboard/ into the working directory: a file
+        # of one of those names there is a user's, and must not end in a traceback.
+        from recbole_hetcomp.errors import ConfigError
+
+        blocker = path
+        while os.path.dirname(blocker) and not os.path.isfile(blocker):
+            blocker = os.path.dirname(blocker)
+        raise ConfigError(f"cannot create the folder {path}: {blocker} is a file, not a folder; move it away, "
+                          f"or run from another working directory") from None
 
 
 def _stamp_with_pid():

@@ -58,6 +58,13 @@ def test_unwritable_trajectory_dir_fails_before_training(tiny, tmp_path):
         run(tiny, trajectory_dir=str(blocker / "trajectories"))
 
 
+def test_a_file_where_recbole_writes_its_log_folder_is_named_not_a_traceback(run_cli, tiny, workdir):
+    (workdir / "log").write_text("a user's notes, not a folder")
+    line = one_line_error(run_cli("--model=BPR", "--dataset=tiny", f"--data_path={tiny['data_path']}", "--epochs=1"))
+    assert "cannot create the folder log/BPR: log is a file, not a folder" in line
+    assert (workdir / "log").read_text() == "a user's notes, not a folder"
+
+
 def test_users_with_fewer_training_items_than_the_observed_list(tiny, tmp_path):
     data_path = write_tiny_dataset(tmp_path / "few", per_user=6)
     result = run(dict(tiny, data_path=data_path), observed_k=10, topk=[5, 10], valid_metric="NDCG@10")
