@@ -416,24 +416,34 @@ def recorded_on(checkpoints):
 CPU_CAPABILITIES = ("DEFAULT", "AVX2", "AVX512")
 
 
-def kernel_hint(then, now):
-    """How to record with the kernels the committed teachers used, where this machine's ATen
-    vectorises wider than the recording machine's; '' where that is not the difference.
+def narrower_capability(recorded, here):
+    """The ATen level the teachers in ``recorded`` (as :func:`teacher_checkpoints`) were recorded
+    with, where every one noted the same level and it is narrower than ``here`` (which can then
+    run it); None otherwise.
 
     Measured 2026-12-06: citeulike-a's teachers recorded on an AVX2 machine (AMD EPYC family 25
     model 1) were reproduced on an AVX512 one (model 17), hash for hash, with NeuMF, MultiVAE and
     ItemAE recorded under ATEN_CPU_CAPABILITY=avx2; without it NeuMF's validation moved at its
     first evaluation (BPR, CML and LightGCN came out the same either way)."""
-    levels = {name: {(t.get("recorded_on") or {}).get("cpu_capability") for t in checkpoints.values()}
-              for name, checkpoints in (("then", then), ("now", now))}
-    if len(levels["then"]) != 1 or len(levels["now"]) != 1:
+    levels = {(t.get("recorded_on") or {}).get("cpu_capability") for t in recorded.values()}
+    if len(levels) != 1:
+        return None
+    (was,) = levels
+    if was in CPU_CAPABILITIES and here in CPU_CAPABILITIES and CPU_CAPABILITIES.index(was) < CPU_CAPABILITIES.index(here):
+        return was
+    return None
+
+
+def kernel_hint(then, now):
+    """How to record with the kernels the committed teachers used, where this machine's ATen
+    vectorises wider than the recording machine's; '' where that is not the difference."""
+    levels = {(t.get("recorded_on") or {}).get("cpu_capability") for t in now.values()}
+    was = narrower_capability(then, levels.pop()) if len(levels) == 1 else None
+    if was is None:
         return ""
-    (was,), (is_,) = levels["then"], levels["now"]
-    if was not in CPU_CAPABILITIES or is_ not in CPU_CAPABILITIES \
-            or CPU_CAPABILITIES.index(was) >= CPU_CAPABILITIES.index(is_):
-        return ""
-    return (f"; the teachers were recorded with ATen's {was} kernels and these with {is_}: delete the re-recorded "
-            f"teachers and run again with ATEN_CPU_CAPABILITY={was.lower()} set, to record them with the same kernels")
+    return (f"; the teachers were recorded with ATen's {was} kernels and these with a wider level: delete the "
+            f"re-recorded teachers and run again with ATEN_CPU_CAPABILITY={was.lower()} set, to record them with the "
+            f"same kernels")
 
 
 def chosen_weights(args):
@@ -469,6 +479,17 @@ def compute(args):
         # A fresh checkout: record again and check the hash. Same code and machine give the
         # same recording; another machine may not (float kernels differ by CPU: on citeulike-a
         # a re-recording on 2026-12-05 moved CML and NeuMF by <= 0.0008 test NDCG@20).
+        with open(committed, encoding="utf-8") as f:
+            then = json.load(f).get("teacher_checkpoints") or {}
+        import torch
+
+        was = narrower_capability(then, torch.backends.cpu.get_cpu_capability())
+        if was and "ATEN_CPU_CAPABILITY" not in os.environ:
+            # Every run this invocation starts inherits it: the students do not need it (measured:
+            # the same parameters bit for bit either way), but it costs them nothing either.
+            os.environ["ATEN_CPU_CAPABILITY"] = was.lower()
+            print(f"the committed teachers were recorded with ATen's {was} kernels, narrower than this machine's: "
+                  f"recording with ATEN_CPU_CAPABILITY={was.lower()}", flush=True)
         print("re-recording the teachers of the committed results", flush=True)
         run_row(args, "ensemble", None, traj_dir, None, out=os.path.join(args.work, "rerecorded-ensemble.json"))
     out, status = run_row(args, "ensemble", None, traj_dir, None)

@@ -92,6 +92,12 @@ def test_seeds_share_teachers_write_one_file_per_run_and_are_reused(tmp_path):
     assert other.returncode != 0
     wider_here = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     assert ("run again with ATEN_CPU_CAPABILITY=default set" in other.stderr) == wider_here, other.stderr[-2000:]
+    # ... and on a fresh machine (no teachers in --work), the re-recording uses those kernels by itself.
+    ensemble.write_text(json.dumps(dict(narrower, trajectory_hash=payload["trajectory_hash"])))
+    fresh = bench(tmp_path, "--rows", "ensemble", f"--work={tmp_path / 'fresh'}")
+    rerecorded = json.loads((tmp_path / "fresh" / "rerecorded-ensemble.json").read_text())["teacher_checkpoints"]
+    assert rerecorded["BPR"]["recorded_on"]["kernel_settings"] == ({"ATEN_CPU_CAPABILITY": "default"} if wider_here else {})
+    assert ("recording with ATEN_CPU_CAPABILITY=default" in fresh.stdout) == wider_here, fresh.stdout[-2000:]
     ensemble.write_text(json.dumps(payload))
 
     report = tmp_path / "report.md"
@@ -134,7 +140,7 @@ def test_every_row_the_bench_runs_has_its_place_in_the_report():
 
 
 def test_a_refusal_names_the_kernels_to_record_with_only_where_this_machine_can_run_them():
-    from benchmarks.bench_seeds import kernel_hint
+    from benchmarks.bench_seeds import kernel_hint, narrower_capability
 
     def recorded(*levels):
         return {f"T{i}": {"recorded_on": {"cpu_capability": level}} for i, level in enumerate(levels)}
@@ -144,6 +150,8 @@ def test_a_refusal_names_the_kernels_to_record_with_only_where_this_machine_can_
     assert kernel_hint(recorded("AVX2"), recorded("AVX2")) == ""  # the same kernels: the difference is elsewhere
     assert kernel_hint(recorded("AVX2", None), recorded("AVX512")) == ""  # some teachers not noted: no guess
     assert kernel_hint(recorded("SVE256"), recorded("AVX512")) == ""  # levels of another architecture
+    assert narrower_capability(recorded("AVX2", "AVX2"), "AVX512") == "AVX2"
+    assert narrower_capability(recorded("AVX512"), "AVX512") is None and narrower_capability({}, "AVX512") is None
 
 
 def test_serving_points_are_one_per_model_with_seed_means():
