@@ -416,6 +416,11 @@ def recorded_on(checkpoints):
 CPU_CAPABILITIES = ("DEFAULT", "AVX2", "AVX512")
 
 
+def capabilities(checkpoints):
+    """The ATen levels the teachers of :func:`teacher_checkpoints` were recorded with (None: not noted)."""
+    return {(t.get("recorded_on") or {}).get("cpu_capability") for t in checkpoints.values()}
+
+
 def narrower_capability(recorded, here):
     """The ATen level the teachers in ``recorded`` (as :func:`teacher_checkpoints`) were recorded
     with, where every one noted the same level and it is narrower than ``here`` (which can then
@@ -425,7 +430,7 @@ def narrower_capability(recorded, here):
     model 1) were reproduced on an AVX512 one (model 17), hash for hash, with NeuMF, MultiVAE and
     ItemAE recorded under ATEN_CPU_CAPABILITY=avx2; without it NeuMF's validation moved at its
     first evaluation (BPR, CML and LightGCN came out the same either way)."""
-    levels = {(t.get("recorded_on") or {}).get("cpu_capability") for t in recorded.values()}
+    levels = capabilities(recorded)
     if len(levels) != 1:
         return None
     (was,) = levels
@@ -437,7 +442,7 @@ def narrower_capability(recorded, here):
 def kernel_hint(then, now):
     """How to record with the kernels the committed teachers used, where this machine's ATen
     vectorises wider than the recording machine's; '' where that is not the difference."""
-    levels = {(t.get("recorded_on") or {}).get("cpu_capability") for t in now.values()}
+    levels = capabilities(now)
     was = narrower_capability(then, levels.pop()) if len(levels) == 1 else None
     if was is None:
         return ""
