@@ -17,7 +17,8 @@ import statistics
 MAIN = "ndcg@20"
 SHOWN = ["ndcg@10", "ndcg@20", "ndcg@50", "recall@20", "recall@50"]
 PAIRS = [("hetcomp", "final-only"), ("hetcomp-reference", "final-only"), ("hetcomp-reference", "final-only-reference"),
-         ("hetcomp-default", "hetcomp-reference"), ("hetcomp-default", "final-only-default"), ("hetcomp-default", "rrd-default"), ("hetcomp-default", "rrd-default-1000"), ("rrd-default-1000", "rrd-default"),
+         ("hetcomp-default", "hetcomp-reference"), ("hetcomp-default", "final-only-default"), ("hetcomp-default", "rrd-default"), ("hetcomp-default", "rrd-default-1000"), ("final-only-default", "rrd-default-1000"),
+         ("rrd-default-1000", "rrd-default"),
          ("hetcomp", "rrd"), ("hetcomp-reference", "rrd"), ("hetcomp", "hetcomp-reference"), ("hetcomp-weighted", "final-only-weighted"),
          ("hetcomp-weighted", "hetcomp"), ("hetcomp-all-pairs", "hetcomp"), ("hetcomp-period5", "hetcomp"),
          ("hetcomp-all-pairs", "final-only"), ("hetcomp-period5", "final-only"),
